@@ -1,0 +1,106 @@
+"""Sidecar attributes of a batch: an optional `metadata.csv` or `metadata.jsonl` keyed by relative path.
+
+CSV: a header row with a `path` column plus one column per attribute (e.g. domain, site, device).
+JSONL: one object per line with a `path` key. Paths are relative to the batch folder, `/`-separated;
+they are matched after Unicode NFC normalisation (macOS writes NFD names).
+Structural problems (no `path` column, a path listed twice, bad JSON, both files present) raise
+`MetadataError` naming the file and line; rows without a file and files without a row are reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SIDECARS = ("metadata.csv", "metadata.jsonl")
+_ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MetadataError(ValueError):
+    """A sidecar metadata file that cannot be used as it is; the message says what to fix."""
+
+
+@dataclass
+class Sidecar:
+    source: str | None  # the file name read, or None when the batch has no sidecar
+    attributes: list[str]  # attribute names (columns other than path), in file order
+    rows: dict[str, dict[str, str | None]] = field(default_factory=dict)  # normalised path -> attributes
+
+
+def normalise_path(p: str) -> str:
+    p = unicodedata.normalize("NFC", p.replace("\\", "/"))
+    while p.startswith("./"):
+        p = p[2:]
+    return p
+
+
+def _check_names(names: list[str], where: Path) -> list[str]:
+    if "path" not in names:
+        raise MetadataError(f"{where}: no 'path' column; found columns {names}. Add a 'path' column with each "
+                            "file's path relative to the batch folder.")
+    attrs = [n for n in names if n != "path"]
+    bad = [n for n in attrs if not _ATTR_NAME.match(n or "")]
+    if bad:
+        raise MetadataError(f"{where}: attribute names must be identifiers (letters, digits, _): {bad}")
+    if len(set(attrs)) != len(attrs):
+        raise MetadataError(f"{where}: repeated column names in {names}")
+    return attrs
+
+
+def _add(rows: dict, path: str | None, values: dict, where: Path, line: int) -> None:
+    if not path:
+        raise MetadataError(f"{where}:{line}: empty path")
+    key = normalise_path(str(path))
+    if key in rows:
+        raise MetadataError(f"{where}:{line}: path {key!r} is listed twice")
+    rows[key] = values
+
+
+def _clean(v) -> str | None:
+    if v is None:
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS) -> Sidecar:
+    present = [n for n in names if (batch_dir / n).is_file()]
+    if len(present) > 1:
+        raise MetadataError(f"{batch_dir}: both {present} present; keep one")
+    if not present:
+        return Sidecar(None, [])
+    where = batch_dir / present[0]
+    rows: dict[str, dict[str, str | None]] = {}
+    if where.suffix == ".csv":
+        with open(where, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            attrs = _check_names(list(reader.fieldnames or []), where)
+            for i, r in enumerate(reader, start=2):
+                if None in r:
+                    raise MetadataError(f"{where}:{i}: more values than columns")
+                _add(rows, r.get("path"), {a: _clean(r.get(a)) for a in attrs}, where, i)
+        return Sidecar(present[0], attrs, rows)
+    attrs: list[str] = []
+    with open(where, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise MetadataError(f"{where}:{i}: not JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise MetadataError(f"{where}:{i}: each line must be a JSON object")
+            for k in obj:
+                if k != "path" and k not in attrs:
+                    attrs.append(k)
+            _add(rows, obj.get("path"), {k: _clean(v) for k, v in obj.items() if k != "path"}, where, i)
+    _check_names(["path", *attrs] if rows else ["path"], where)
+    for r in rows.values():
+        for a in attrs:
+            r.setdefault(a, None)
+    return Sidecar(present[0], attrs, rows)

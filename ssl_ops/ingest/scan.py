@@ -1,0 +1,186 @@
+"""Scan one batch folder: probe every file on all cores, drop exact duplicates, join sidecar attributes.
+
+    result = scan_batch(Path("landing/2026-11-01"), "2026-11-01", ImageLimits(), prior={})
+
+Every regular file under the folder (recursively, sidecars excluded) is either accepted or
+quarantined with a reason: `result.seen == result.accepted.num_rows + result.quarantine.num_rows`.
+The order of work is the sorted relative path, so the first copy of duplicate bytes is the one kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar, normalise_path
+from ssl_ops.ingest.probe import Accepted, ImageLimits, probe_image
+from ssl_ops.manifest import ATTR_PREFIX, QUARANTINE_SCHEMA, accepted_schema
+from ssl_ops.phash import phash64
+
+CHUNK = 512  # files per task sent to a worker process
+PARALLEL_MIN_FILES = 2000  # below this, scanning in-process is faster than starting workers
+
+Progress = Callable[[int, int], None]  # (files done, files total)
+
+
+@dataclass
+class ScanResult:
+    accepted: pa.Table  # schema: ssl_ops.manifest.accepted_schema(sidecar attributes)
+    quarantine: pa.Table  # schema: ssl_ops.manifest.QUARANTINE_SCHEMA
+    seen: int  # files found in the batch folder (sidecars excluded)
+    sidecar: str | None  # the sidecar read, if any
+    files_without_metadata: list[str] = field(default_factory=list)  # accepted files with no sidecar row
+    metadata_without_file: list[str] = field(default_factory=list)  # sidecar rows naming no file
+    seconds: float = 0.0
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.quarantine.column("reason").to_pylist():
+            counts[r] = counts.get(r, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def list_batch_files(batch_dir: Path, skip: tuple[str, ...] = SIDECARS) -> list[str]:
+    """Relative '/'-paths of all regular files under batch_dir, sorted; top-level sidecars excluded.
+
+    Symlinked folders are not followed (no cycles). Names that are not valid UTF-8 are kept in
+    surrogate-escaped form so that they can be reported and quarantined.
+    """
+    if not batch_dir.is_dir():
+        raise FileNotFoundError(f"batch folder {batch_dir} does not exist")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(batch_dir, followlinks=False):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, batch_dir)
+        for name in filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if rel_dir == "." and name in skip:
+                continue
+            if os.path.isfile(os.path.join(dirpath, name)):
+                out.append(rel)
+    return sorted(out)
+
+
+def _valid_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _probe_chunk(root: str, rels: list[str], limits: ImageLimits) -> tuple[list, list]:
+    """Worker: read, hash and probe files. Returns (accepted rows, rejected rows) as tuples."""
+    ok, bad, grays = [], [], []
+    for rel in rels:
+        if not _valid_utf8(rel):
+            bad.append((rel, None, None, "unreadable", "file name is not valid UTF-8; rename the file"))
+            continue
+        try:
+            with open(os.path.join(root, rel), "rb") as f:
+                data = f.read()
+        except OSError as e:
+            bad.append((rel, None, None, "unreadable", f"{type(e).__name__}: {e.strerror or e}"))
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        r = probe_image(data, limits)
+        if isinstance(r, Accepted):
+            ok.append([rel, sha, len(data), r.format, r.width, r.height, r.mode,
+                       float(r.gray.mean()), float(r.gray.std())])
+            grays.append(r.gray)
+        else:
+            bad.append((rel, len(data), sha, r.reason, r.detail))
+    if grays:
+        for row, h in zip(ok, phash64(np.stack(grays)).tolist()):
+            row.append(h)
+    return ok, bad
+
+
+def _chunks(items: list, n: int):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, workers: int,
+               progress: Progress | None) -> tuple[list, list]:
+    ok, bad, done = [], [], 0
+    root = str(batch_dir)
+    if workers <= 1 or len(rels) < PARALLEL_MIN_FILES:
+        results = (_probe_chunk(root, c, limits) for c in _chunks(rels, CHUNK))
+        pool = None
+    else:
+        # spawn, not fork: the caller (Dagster, a test runner) may hold threads and locks.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        results = pool.map(_probe_chunk, *zip(*[(root, c, limits) for c in _chunks(rels, CHUNK)]))
+    try:
+        for o, b in results:
+            ok.extend(o)
+            bad.extend(b)
+            done += len(o) + len(b)
+            if progress:
+                progress(done, len(rels))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return ok, bad
+
+
+def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str, str] | None = None,
+               workers: int | None = None, sidecar: Sidecar | None = None,
+               progress: Progress | None = None) -> ScanResult:
+    """Scan `batch_dir` as batch `batch`.
+
+    prior: sample_id -> "<batch>/<path>" of samples accepted in earlier batches (exact-duplicate check).
+    workers: processes to use (default: all cores). sidecar: attributes to join (default: the batch's
+    metadata.csv / metadata.jsonl).
+    """
+    t0 = time.perf_counter()
+    prior = prior or {}
+    sidecar = sidecar if sidecar is not None else load_sidecar(batch_dir)
+    rels = list_batch_files(batch_dir)
+    ok, bad = _probe_all(batch_dir, rels, limits, workers or os.cpu_count() or 1, progress)
+
+    quarantine = [(batch, rel, n, sha, reason, detail, None) for rel, n, sha, reason, detail in bad]
+    kept: dict[str, str] = {}
+    rows = []
+    for row in ok:  # already in sorted path order
+        rel, sha = row[0], row[1]
+        first = prior.get(sha) or kept.get(sha)
+        if first is not None:
+            quarantine.append((batch, rel, row[2], sha, "duplicate", f"same bytes as {first}", first))
+            continue
+        kept[sha] = f"{batch}/{rel}"
+        rows.append(row)
+
+    attrs = sidecar.attributes
+    norm = [normalise_path(r[0]) for r in rows]
+    files_without = [r[0] for r, k in zip(rows, norm) if sidecar.source and k not in sidecar.rows]
+    all_seen = {normalise_path(r) for r in rels}
+    meta_without = sorted(k for k in sidecar.rows if k not in all_seen)
+
+    schema = accepted_schema(attrs)
+    cols = list(zip(*rows)) if rows else [[] for _ in range(10)]
+    data = {
+        "sample_id": cols[1], "batch": [batch] * len(rows), "path": cols[0], "bytes": cols[2],
+        "format": cols[3], "width": cols[4], "height": cols[5], "mode": cols[6], "phash": cols[9],
+        "brightness": cols[7], "contrast": cols[8],
+    }
+    for a in attrs:
+        data[ATTR_PREFIX + a] = [sidecar.rows.get(k, {}).get(a) for k in norm]
+    accepted = pa.table({f.name: pa.array(list(data[f.name]), type=f.type) for f in schema}, schema=schema)
+    quarantine.sort(key=lambda r: r[1])
+    qcols = list(zip(*quarantine)) if quarantine else [[] for _ in range(7)]
+    qtable = pa.table({f.name: pa.array(list(c), type=f.type) for f, c in zip(QUARANTINE_SCHEMA, qcols)},
+                      schema=QUARANTINE_SCHEMA)
+    return ScanResult(accepted, qtable, len(rels), sidecar.source, files_without, meta_without,
+                      time.perf_counter() - t0)

@@ -1,0 +1,180 @@
+"""Write a batch's accepted samples to WebDataset tar shards.
+
+    index = shard_batch(manifest, Path("landing/b1"), Path("shards/b1"), ShardConfig(seed=0))
+
+Each sample is `<sample_id>.<ext>` (the original encoded bytes, never re-encoded) and
+`<sample_id>.json` (batch, path, size, mode, format and sidecar attributes).
+- Deterministic: order is a seeded permutation of the samples sorted by id; every tar member gets
+  a fixed mtime, owner and mode, so the same input gives byte-identical shards.
+- Atomic: each shard is written under a temporary name and renamed; `index.json` is written last,
+  the same way. Readers go through the index, so they see a whole old or a whole new set.
+- Indexed: index.json lists per shard its samples, bytes and sha256; its `digest` is the data
+  version. When the index already on disk was built from the same input (`input_digest`) and its
+  shards are intact, nothing is rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import webdataset as wds
+
+from ssl_ops.manifest import ATTR_PREFIX
+
+INDEX_VERSION = 1
+SHARD_PATTERN = "shard-%06d.tar"
+FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z, for every tar member
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff",
+              "MPO": "jpg", "PPM": "ppm", "TGA": "tga", "ICO": "ico"}
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    seed: int = 0  # seed of the sample order inside a batch's shards
+    max_samples: int = 2048  # samples per shard (the last may hold fewer)
+    max_bytes: int = 256 * 2**20  # bytes per shard before starting the next one
+
+
+@dataclass
+class ShardIndex:
+    batch: str
+    shards: list[dict]  # [{"name", "samples", "bytes", "sha256"}]
+    samples: int
+    input_digest: str  # sha256 of what was sharded (sample ids, attributes, config)
+    digest: str  # sha256 of the shard list: the asset's data version
+    config: dict
+    reused: bool = False  # True when the shards on disk were kept as they were
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d.pop("reused")
+        return json.dumps({"version": INDEX_VERSION, **d}, indent=2, sort_keys=True)
+
+
+class ShardInputError(RuntimeError):
+    """A landing file no longer matches the manifest it was accepted into."""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_index(path: Path) -> ShardIndex | None:
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    d.pop("version", None)
+    return ShardIndex(**d)
+
+
+def _sample_meta(rows: dict, i: int, attrs: list[str]) -> bytes:
+    meta = {k: rows[k][i] for k in ("sample_id", "batch", "path", "format", "width", "height", "mode")}
+    meta["attributes"] = {a: rows[ATTR_PREFIX + a][i] for a in attrs}
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
+
+
+class _HashingFile:
+    """A write-only file that also feeds a sha256 and counts bytes (no second read of the shard)."""
+
+    def __init__(self, path: Path):
+        self.f = open(path, "wb")
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def write(self, b) -> int:
+        self.h.update(b)
+        self.n += len(b)
+        return self.f.write(b)
+
+    def flush(self):
+        self.f.flush()
+
+    def close(self):
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+
+def _intact(index: ShardIndex, out_dir: Path) -> bool:
+    return all((out_dir / s["name"]).is_file() and (out_dir / s["name"]).stat().st_size == s["bytes"]
+               for s in index.shards)
+
+
+def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: ShardConfig = ShardConfig(),
+                progress: Callable[[int, int], None] | None = None) -> ShardIndex:
+    """Shard the accepted samples of one batch (a manifest table) from their landing files."""
+    attrs = sorted(n[len(ATTR_PREFIX):] for n in manifest.column_names if n.startswith(ATTR_PREFIX))
+    cols = ["sample_id", "batch", "path", "format", "width", "height", "mode"] + [ATTR_PREFIX + a for a in attrs]
+    rows = manifest.select(cols).to_pydict()
+    n = len(rows["sample_id"])
+    batches = set(rows["batch"])
+    if len(batches) > 1:
+        raise ValueError(f"a manifest for one batch was expected, got batches {sorted(batches)}")
+    batch = next(iter(batches)) if batches else batch_dir.name
+    order = np.argsort(np.array(rows["sample_id"], dtype=object), kind="stable")
+    order = order[np.random.default_rng(config.seed).permutation(n)] if n else order
+    metas = [_sample_meta(rows, int(i), attrs) for i in order]
+    input_digest = _digest({"version": INDEX_VERSION, "config": asdict(config),
+                            "samples": [m.decode() for m in metas]})
+
+    index_path = out_dir / "index.json"
+    old = load_index(index_path)
+    if old is not None and old.input_digest == input_digest and _intact(old, out_dir):
+        old.reused = True
+        return old
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards: list[dict] = []
+    writer = hf = tmp = None
+    count = size = 0
+
+    def close_shard():
+        nonlocal writer, hf, tmp
+        writer.close()
+        hf.close()
+        name = SHARD_PATTERN % len(shards)
+        os.replace(tmp, out_dir / name)
+        shards.append({"name": name, "samples": count, "bytes": hf.n, "sha256": hf.h.hexdigest()})
+        writer = hf = tmp = None
+
+    for done, (i, meta) in enumerate(zip(order, metas)):
+        i = int(i)
+        if writer is None:
+            tmp = out_dir / f".{SHARD_PATTERN % len(shards)}.{os.getpid()}.tmp"
+            hf = _HashingFile(tmp)
+            writer = wds.TarWriter(hf, encoder=False, mtime=FIXED_MTIME, user="sslpipe", group="sslpipe")
+            count = size = 0
+        sid, rel = rows["sample_id"][i], rows["path"][i]
+        with open(batch_dir / rel, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != sid:
+            raise ShardInputError(f"{batch_dir / rel} changed after ingestion (sha256 differs from the manifest); "
+                                  f"re-materialize raw_images for batch {batch!r}")
+        ext = EXTENSIONS.get(rows["format"][i], rows["format"][i].lower())
+        size += writer.write({"__key__": sid, ext: data, "json": meta})
+        count += 1
+        if count >= config.max_samples or size >= config.max_bytes:
+            close_shard()
+        if progress and (done + 1) % 5000 == 0:
+            progress(done + 1, n)
+    if writer is not None:
+        close_shard()
+
+    index = ShardIndex(batch=batch, shards=shards, samples=n, input_digest=input_digest,
+                       digest=_digest({"batch": batch, "shards": shards}), config=asdict(config))
+    tmp_index = out_dir / f".index.json.{os.getpid()}.tmp"
+    tmp_index.write_text(index.to_json())
+    os.replace(tmp_index, index_path)
+    keep = {s["name"] for s in shards}
+    for p in out_dir.glob("shard-*.tar"):  # shards of an earlier, larger version of this batch
+        if p.name not in keep:
+            p.unlink()
+    return index
