@@ -137,17 +137,17 @@ def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, workers: i
 
 def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str, str] | None = None,
                workers: int | None = None, sidecar: Sidecar | None = None,
-               progress: Progress | None = None) -> ScanResult:
+               progress: Progress | None = None, skip: tuple[str, ...] = SIDECARS) -> ScanResult:
     """Scan `batch_dir` as batch `batch`.
 
     prior: sample_id -> "<batch>/<path>" of samples accepted in earlier batches (exact-duplicate check).
     workers: processes to use (default: all cores). sidecar: attributes to join (default: the batch's
-    metadata.csv / metadata.jsonl).
+    metadata.csv / metadata.jsonl). skip: top-level file names that are not samples (the sidecars).
     """
     t0 = time.perf_counter()
     prior = prior or {}
     sidecar = sidecar if sidecar is not None else load_sidecar(batch_dir)
-    rels = list_batch_files(batch_dir)
+    rels = list_batch_files(batch_dir, skip)
     ok, bad = _probe_all(batch_dir, rels, limits, workers or os.cpu_count() or 1, progress)
 
     quarantine = [(batch, rel, n, sha, reason, detail, None) for rel, n, sha, reason, detail in bad]

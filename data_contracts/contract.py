@@ -1,0 +1,164 @@
+"""Load and validate a data contract (YAML) into typed dataclasses.
+
+    contract = load_contract("unlabeled_images")            # a shipped contract, by name
+    contract = load_contract("my_contracts/site_a.yaml")    # or a file of your own
+
+Unknown keys, missing sections and wrong types raise ContractError naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONTRACTS_DIR = Path(__file__).parent / "contracts"
+SEVERITIES = ("block", "warn")
+KNOWN_CHECKS = ("schema", "row_count", "unique_ids", "image_constraints", "required_attributes", "group_values",
+                "group_representation", "attribute_drift", "image_drift", "near_duplicates", "labels", "leakage")
+ARROW_TYPES = ("string", "int32", "int64", "uint64", "float", "double", "bool")
+
+
+class ContractError(ValueError):
+    """A contract file that cannot be used; the message names the file and the key to fix."""
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    formats: tuple[str, ...]
+    modes: tuple[str, ...]
+    min_side: int  # px
+    max_side: int  # px
+    max_pixels: int  # width*height
+    max_bytes: int  # per file
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    min_share: float  # each value's share of a batch must be at least this (0..1)
+    values: tuple[str, ...] = ()  # the allowed values; empty: any
+
+
+@dataclass(frozen=True)
+class BiasRules:
+    reference_batches: int = 5
+    psi_max: float = 0.25
+    p_value_min: float = 0.001
+    near_duplicate_bits: int = 4
+    near_duplicate_max_share: float = 0.05
+
+
+@dataclass(frozen=True)
+class LabelRules:
+    min_classes: int = 2
+    min_per_class: int = 1
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: str
+    description: str
+    manifest: dict[str, str]  # column -> Arrow type name
+    images: ImageRules
+    min_images: int
+    required_attributes: tuple[str, ...]
+    groups: dict[str, GroupRule]
+    bias: BiasRules
+    checks: dict[str, str]  # check name -> "block" | "warn"
+    labels: LabelRules | None = None
+    leakage_bits: int | None = None
+    source: str = ""  # the file it was loaded from
+    digest: str = ""  # sha256 of the file's bytes
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def blocking(self, check: str) -> bool:
+        return self.checks.get(check) == "block"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def _get(d: dict, key: str, typ, where: str, default=...):
+    if key not in d:
+        if default is ...:
+            raise ContractError(f"{where}: missing key '{key}'")
+        return default
+    v = d[key]
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+        raise ContractError(f"{where}: '{key}' must be {getattr(typ, '__name__', typ)}, got {v!r}")
+    return v
+
+
+def _only(d: dict, allowed: set[str], where: str) -> None:
+    extra = sorted(set(d) - allowed)
+    if extra:
+        raise ContractError(f"{where}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
+
+
+def load_contract(name_or_path: str | Path) -> Contract:
+    p = Path(name_or_path)
+    if not p.suffix and not p.exists():
+        p = CONTRACTS_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        shipped = sorted(x.stem for x in CONTRACTS_DIR.glob("*.yaml"))
+        raise ContractError(f"contract {name_or_path!r} not found (shipped contracts: {shipped})")
+    text = p.read_bytes()
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ContractError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(d, dict):
+        raise ContractError(f"{p}: a contract is a YAML mapping")
+    w = str(p)
+    _only(d, {"contract", "version", "description", "owner", "manifest", "images", "batch", "attributes", "bias",
+              "checks", "labels", "leakage"}, w)
+    manifest = _get(d, "manifest", dict, w)
+    for col, typ in manifest.items():
+        if typ not in ARROW_TYPES:
+            raise ContractError(f"{w}: manifest.{col}: type {typ!r} not one of {ARROW_TYPES}")
+    im = _get(d, "images", dict, w)
+    _only(im, {"formats", "modes", "min_side", "max_side", "max_pixels", "max_bytes"}, f"{w}: images")
+    images = ImageRules(tuple(_get(im, "formats", list, w)), tuple(str(m) for m in _get(im, "modes", list, w)),
+                        _get(im, "min_side", int, w), _get(im, "max_side", int, w),
+                        _get(im, "max_pixels", int, w), _get(im, "max_bytes", int, w))
+    if not 1 <= images.min_side <= images.max_side:
+        raise ContractError(f"{w}: images: need 1 <= min_side <= max_side")
+    batch = _get(d, "batch", dict, w, {})
+    attrs = _get(d, "attributes", dict, w, {})
+    _only(attrs, {"required", "groups"}, f"{w}: attributes")
+    groups = {}
+    for g, rule in (_get(attrs, "groups", dict, w, {}) or {}).items():
+        rule = rule or {}
+        _only(rule, {"min_share", "values"}, f"{w}: attributes.groups.{g}")
+        share = _get(rule, "min_share", float, f"{w}: attributes.groups.{g}", 0.0)
+        if not 0 <= share <= 1:
+            raise ContractError(f"{w}: attributes.groups.{g}.min_share must be within 0..1, got {share}")
+        groups[g] = GroupRule(share, tuple(str(v) for v in rule.get("values") or ()))
+    b = _get(d, "bias", dict, w, {})
+    _only(b, set(BiasRules.__dataclass_fields__), f"{w}: bias")
+    bias = BiasRules(**{k: _get(b, k, type(getattr(BiasRules, k)), f"{w}: bias") for k in b})
+    checks = _get(d, "checks", dict, w)
+    for c, sev in checks.items():
+        if c not in KNOWN_CHECKS:
+            raise ContractError(f"{w}: checks.{c}: unknown check; known: {KNOWN_CHECKS}")
+        if sev not in SEVERITIES:
+            raise ContractError(f"{w}: checks.{c} must be 'block' or 'warn', got {sev!r}")
+    labels = None
+    if "labels" in d:
+        lab = _get(d, "labels", dict, w)
+        _only(lab, {"min_classes", "min_per_class"}, f"{w}: labels")
+        labels = LabelRules(**{k: _get(lab, k, int, f"{w}: labels") for k in lab})
+    leak = _get(d, "leakage", dict, w, {})
+    return Contract(
+        name=_get(d, "contract", str, w), version=str(_get(d, "version", (str, int, float), w)),
+        description=str(d.get("description", "")), manifest=dict(manifest), images=images,
+        min_images=int(batch.get("min_images", 1)),
+        required_attributes=tuple(_get(attrs, "required", list, w, []) or ()), groups=groups, bias=bias,
+        checks=dict(checks), labels=labels, leakage_bits=leak.get("near_duplicate_bits"),
+        source=str(p.resolve()), digest=hashlib.sha256(text).hexdigest(), raw=d)

@@ -1,0 +1,39 @@
+"""Near-duplicate clusters by perceptual hash: within a batch, and against earlier batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssl_ops.phash import clusters, near_pairs
+
+
+@dataclass
+class NearDuplicates:
+    max_bits: int  # Hamming distance threshold used
+    clusters: list[list[str]]  # paths in each within-batch cluster (size >= 2), largest first
+    images_in_clusters: int
+    share: float  # images_in_clusters / batch size
+    cross_batch: list[dict]  # [{"path", "matches": "<batch>/<path>", "bits"}] against earlier batches
+    flagged: bool
+
+
+def near_duplicates(paths: list[str], hashes: np.ndarray, max_bits: int, max_share: float,
+                    ref_names: list[str] | None = None, ref_hashes: np.ndarray | None = None,
+                    keep: int = 20) -> NearDuplicates:
+    h = np.asarray(hashes, np.uint64)
+    pairs = near_pairs(h, max_bits) if len(h) > 1 else np.zeros((0, 3), np.int64)
+    groups = clusters(len(h), pairs)
+    in_clusters = int(sum(len(g) for g in groups))
+    cross = []
+    if ref_hashes is not None and len(ref_hashes) and len(h):
+        qp = near_pairs(np.asarray(ref_hashes, np.uint64), max_bits, query=h)
+        best: dict[int, tuple[int, int]] = {}
+        for q, i, d in qp:
+            if int(q) not in best or d < best[int(q)][1]:
+                best[int(q)] = (int(i), int(d))
+        cross = [{"path": paths[q], "matches": ref_names[i], "bits": d} for q, (i, d) in sorted(best.items())]
+    share = in_clusters / max(len(h), 1)
+    return NearDuplicates(max_bits, [[paths[i] for i in g] for g in groups[:keep]], in_clusters, share,
+                          cross[:keep * 5], bool(share > max_share))

@@ -1,0 +1,134 @@
+"""Assemble a batch's bias report (JSON + Markdown) from a manifest and earlier batches' manifests.
+
+    report = bias_report(manifest, reference, BiasThresholds(...), groups={"domain": (0.2, ())})
+    report.flags  # {"group_representation": True, "attribute_drift": False, ...}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ssl_ops.bias.drift import Drift, categorical_drift, numeric_drift
+from ssl_ops.bias.near_duplicates import NearDuplicates, near_duplicates
+from ssl_ops.bias.representation import GroupShares, group_shares
+from ssl_ops.manifest import ATTR_PREFIX
+
+IMAGE_STATS = ("width", "height", "bytes", "brightness", "contrast")
+MIN_REFERENCE = 20  # reference images needed before drift is measured
+
+
+@dataclass(frozen=True)
+class BiasThresholds:
+    psi_max: float = 0.25
+    p_value_min: float = 0.001
+    near_duplicate_bits: int = 4
+    near_duplicate_max_share: float = 0.05
+
+
+@dataclass
+class BiasReport:
+    batch: str
+    images: int
+    reference_batches: list[str]
+    reference_images: int
+    groups: list[GroupShares]
+    attribute_drift: list[Drift]
+    image_drift: list[Drift]
+    near_duplicates: NearDuplicates
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        return {"group_representation": any(g.flagged for g in self.groups),
+                "attribute_drift": any(d.drifted for d in self.attribute_drift),
+                "image_drift": any(d.drifted for d in self.image_drift),
+                "near_duplicates": self.near_duplicates.flagged}
+
+    def findings(self, check: str) -> str:
+        if check == "group_representation":
+            bad = [f"{g.attribute}={v} {g.shares[v]:.1%} < {g.min_share:.0%}" for g in self.groups for v in g.under]
+            return "; ".join(bad) or f"all {sum(len(g.shares) for g in self.groups)} group values at or above their minimum share"
+        if check in ("attribute_drift", "image_drift"):
+            ds = getattr(self, check)
+            if not ds:
+                return next((n for n in self.notes if n.startswith("drift")), "not measured")
+            bad = [f"{d.feature} psi={d.psi:.3f} p={d.p_value:.2g}" for d in ds if d.drifted]
+            return "; ".join(bad) or f"no drift in {len(ds)} feature(s) (max psi {max(d.psi for d in ds):.3f})"
+        nd = self.near_duplicates
+        return (f"{nd.images_in_clusters} of {self.images} images ({nd.share:.1%}) in {len(nd.clusters)} near-duplicate "
+                f"cluster(s) at <= {nd.max_bits} bits; {len(nd.cross_batch)} near copies of earlier batches")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["flags"] = self.flags
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+
+    def to_markdown(self) -> str:
+        f = self.flags
+        lines = [f"# Bias report: batch `{self.batch}`", "",
+                 f"{self.images} images; reference: {self.reference_images} images from "
+                 f"{len(self.reference_batches)} earlier batch(es) {self.reference_batches}.", "",
+                 "| check | flagged | finding |", "|---|---|---|"]
+        lines += [f"| {c} | {'**yes**' if f[c] else 'no'} | {self.findings(c)} |" for c in f]
+        for g in self.groups:
+            lines += ["", f"## Group `{g.attribute}` (minimum share {g.min_share:.0%})", "",
+                      "| value | images | share |", "|---|---|---|"]
+            lines += [f"| {v}{' **(under)**' if v in g.under else ''} | {g.counts[v]} | {g.shares[v]:.1%} |"
+                      for v in g.counts]
+        drifts = self.attribute_drift + self.image_drift
+        if drifts:
+            lines += ["", "## Drift against the reference", "", "| feature | PSI | test | statistic | p-value | drifted |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {d.feature} | {d.psi:.4f} | {d.test} | {d.statistic:.4g} | {d.p_value:.3g} | "
+                      f"{'**yes**' if d.drifted else 'no'} |" for d in drifts]
+        nd = self.near_duplicates
+        lines += ["", f"## Near duplicates (pHash distance <= {nd.max_bits} bits)", ""]
+        lines += [f"- {len(c)} images: " + ", ".join(f"`{p}`" for p in c[:6]) + (" ..." if len(c) > 6 else "")
+                  for c in nd.clusters[:10]] or ["- none within the batch"]
+        lines += [f"- `{m['path']}` ~ `{m['matches']}` ({m['bits']} bits)" for m in nd.cross_batch[:10]]
+        lines += [""] + [f"> {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thresholds: BiasThresholds,
+                groups: dict[str, tuple[float, tuple[str, ...]]]) -> BiasReport:
+    """groups: attribute -> (min_share, expected values). reference: earlier batches' manifests, concatenated."""
+    notes = []
+    cols = manifest.column_names
+    shares = []
+    for g, (min_share, expected) in groups.items():
+        if ATTR_PREFIX + g not in cols:
+            notes.append(f"group attribute {g!r} is absent from the batch (no sidecar column); every image counts as missing")
+            values = [None] * manifest.num_rows
+        else:
+            values = manifest.column(ATTR_PREFIX + g).to_pylist()
+        shares.append(group_shares(g, values, min_share, expected))
+
+    ref_batches = sorted(set(reference.column("batch").to_pylist())) if reference is not None else []
+    ref_n = reference.num_rows if reference is not None else 0
+    attr_drift, img_drift = [], []
+    if ref_n < MIN_REFERENCE or manifest.num_rows == 0:
+        notes.append(f"drift not measured: {ref_n} reference images from earlier batches (needs {MIN_REFERENCE})")
+    else:
+        t = thresholds
+        for c in IMAGE_STATS:
+            img_drift.append(numeric_drift(c, reference.column(c).to_numpy(), manifest.column(c).to_numpy(),
+                                           t.psi_max, t.p_value_min))
+        attrs = sorted({n for n in cols if n.startswith(ATTR_PREFIX)} & set(reference.column_names))
+        for c in ["format", "mode"] + attrs:
+            attr_drift.append(categorical_drift(c.removeprefix(ATTR_PREFIX), reference.column(c).to_pylist(),
+                                                manifest.column(c).to_pylist(), t.psi_max, t.p_value_min))
+    paths = manifest.column("path").to_pylist()
+    ref_names = ([f"{b}/{p}" for b, p in zip(reference.column("batch").to_pylist(), reference.column("path").to_pylist())]
+                 if ref_n else None)
+    nd = near_duplicates(paths, manifest.column("phash").to_numpy(), thresholds.near_duplicate_bits,
+                         thresholds.near_duplicate_max_share, ref_names,
+                         reference.column("phash").to_numpy() if ref_n else None)
+    return BiasReport(batch, manifest.num_rows, ref_batches, ref_n, shares, attr_drift, img_drift, nd, notes)
