@@ -181,3 +181,9 @@ def _plain(v):
     if isinstance(v, float):
         return None if v != v else v
     return str(v)
+
+
+# The contract checks that the manifest validation (this module) decides; the others are decided by the
+# bias report (group_representation, attribute_drift, image_drift, near_duplicates) and the leakage check.
+VALIDATION_CHECKS = ("schema", "row_count", "unique_ids", "image_constraints", "required_attributes", "group_values",
+                     "labels")

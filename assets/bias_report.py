@@ -1,0 +1,53 @@
+"""bias_report[batch]: group representation, drift against earlier batches, near duplicates (ssl_ops.bias)."""
+
+
+import dagster as dg
+
+from assets.checks import check_result, check_specs
+from assets.partitions import batches, earlier_batches
+from assets.resources import PipelineHome
+from data_contracts import Contract
+from ssl_ops.bias import BiasThresholds, bias_report as make_report
+from ssl_ops.manifest import read_manifest
+
+BIAS_CHECKS = ("group_representation", "attribute_drift", "image_drift", "near_duplicates")
+
+
+def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
+    b = contract.bias
+    thresholds = BiasThresholds(psi_max=b.psi_max, p_value_min=b.p_value_min,
+                                near_duplicate_bits=b.near_duplicate_bits,
+                                near_duplicate_max_share=b.near_duplicate_max_share)
+    groups = {g: (r.min_share, r.values) for g, r in contract.groups.items()}
+
+    @dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["validated_images"],
+              check_specs=check_specs(contract, "bias_report", BIAS_CHECKS),
+              description="Representation of group attributes against the contract's minimum shares, drift of "
+                          "attributes and image statistics against earlier batches, near-duplicate clusters. "
+                          "reports/<batch>/bias.json and bias.md.")
+    def bias_report(context: dg.AssetExecutionContext, home: PipelineHome) -> dg.MaterializeResult:
+        h = home.paths()
+        batch = context.partition_key
+        manifest = read_manifest(h.accepted_path(batch))
+        ref_batches = earlier_batches(context.instance, batch)[-b.reference_batches:] if b.reference_batches else []
+        reference = home.manifests(ref_batches)
+        report = make_report(batch, manifest, reference, thresholds, groups)
+        out = h.report_dir(batch)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bias.json").write_text(report.to_json())
+        md = report.to_markdown()
+        (out / "bias.md").write_text(md)
+        flags = report.flags
+        results = [check_result(contract, c, not flags[c], report.findings(c)) for c in BIAS_CHECKS if c in contract.checks]
+        for c in BIAS_CHECKS:
+            if flags[c]:
+                context.log.warning(f"bias_report[{batch}] {c}: {report.findings(c)}")
+        return dg.MaterializeResult(
+            check_results=results,
+            metadata={"report": dg.MetadataValue.md(md), "flags": flags,
+                      "reference_batches": report.reference_batches, "reference_images": report.reference_images,
+                      "near_duplicate_share": round(report.near_duplicates.share, 4),
+                      "json": dg.MetadataValue.path(str(out / "bias.json"))},
+        )
+
+    return bias_report

@@ -1,0 +1,75 @@
+"""raw_images[batch]: scan a landing folder into an accepted manifest and a quarantine table (ssl_ops.ingest)."""
+
+
+import dagster as dg
+
+from assets.partitions import batches, earlier_batches
+from assets.resources import PipelineHome
+from data_contracts import Contract
+from ssl_ops.ingest import ImageLimits, scan_batch
+from ssl_ops.manifest import table_digest, write_table_atomic
+
+
+def limits_from(contract: Contract) -> ImageLimits:
+    im = contract.images
+    return ImageLimits(min_side=im.min_side, max_side=im.max_side, max_pixels=im.max_pixels, max_bytes=im.max_bytes)
+
+
+def progress_logger(log, what: str, every: float = 0.1):
+    """A (done, total) callback that logs every `every` of the way."""
+    state = {"next": every}
+
+    def report(done: int, total: int) -> None:
+        if total and done / total >= state["next"]:
+            log.info(f"{what}: {done}/{total} files ({done / total:.0%})")
+            state["next"] = (done / total // every + 1) * every
+
+    return report
+
+
+def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
+    @dg.asset(partitions_def=batches, group_name="data", code_version="1", kinds={"parquet"},
+              description="Every file of a landing batch: sha256, bytes, format, size, mode, pHash and sidecar "
+                          "attributes in manifests/<batch>/accepted.parquet; every rejected file in "
+                          "quarantine.parquet with its reason. accepted + quarantined = files seen.")
+    def raw_images(context: dg.AssetExecutionContext, home: PipelineHome) -> dg.MaterializeResult:
+        h = home.paths()
+        batch = context.partition_key
+        folder = h.batch_dir(batch)
+        if not folder.is_dir():
+            raise dg.Failure(f"landing folder {folder} for batch {batch!r} is missing; it was registered as a "
+                             f"partition but its files are gone. Restore it, or delete the partition.")
+        prior_batches = earlier_batches(context.instance, batch)
+        prior = home.manifests(prior_batches, ["sample_id", "batch", "path"])
+        prior_ids = ({} if prior is None else
+                     {s: f"{b}/{p}" for s, b, p in zip(*(prior.column(c).to_pylist() for c in ("sample_id", "batch", "path")))})
+        result = scan_batch(folder, batch, limits_from(contract), prior=prior_ids, workers=home.workers or None,
+                            progress=progress_logger(context.log, f"raw_images[{batch}]"))
+        acc, quar = result.accepted.num_rows, result.quarantine.num_rows
+        if acc + quar != result.seen:  # the invariant users rely on: nothing is silently dropped
+            raise dg.Failure(f"accounting error in batch {batch!r}: {acc} accepted + {quar} quarantined != {result.seen} seen")
+        write_table_atomic(result.accepted, h.accepted_path(batch))
+        write_table_atomic(result.quarantine, h.quarantine_path(batch))
+        digest = table_digest(result.accepted)
+        context.log.info(f"raw_images[{batch}]: {result.seen} files seen, {acc} accepted, {quar} quarantined "
+                         f"{result.reasons} in {result.seconds:.1f}s")
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(digest),
+            metadata={
+                "files_seen": result.seen, "accepted": acc, "quarantined": quar,
+                "accounted_for": acc + quar == result.seen,
+                "quarantine_reasons": result.reasons,
+                "sidecar": result.sidecar or "none",
+                "attributes": [c.removeprefix("attr_") for c in result.accepted.column_names if c.startswith("attr_")],
+                "files_without_metadata": len(result.files_without_metadata),
+                "metadata_rows_without_file": result.metadata_without_file[:50],
+                "earlier_batches_checked_for_duplicates": len(prior_batches),
+                "images_per_second": round(result.seen / max(result.seconds, 1e-9), 1),
+                "manifest": dg.MetadataValue.path(str(h.accepted_path(batch))),
+                "quarantine": dg.MetadataValue.path(str(h.quarantine_path(batch))),
+                "manifest_digest": digest,
+                "dagster/row_count": acc,
+            },
+        )
+
+    return raw_images

@@ -1,0 +1,1 @@
+"""The Definitions (jobs, sensors, partitions, resources per environment) and the `sslpipe` command."""

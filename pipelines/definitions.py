@@ -1,0 +1,34 @@
+"""The code location: `dagster dev -w workspace.yaml` loads `defs` from here.
+
+Settings come from SSLPIPE_* environment variables (pipelines/settings.py); `sslpipe run` exports them.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches, build_assets
+from data_contracts import load_contract
+from pipelines.sensors import build_landing_sensor
+from pipelines.settings import Settings, resources_for
+
+BATCH_JOB = "ingest_batch"
+EVAL_JOB = "ingest_eval"
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    contract = load_contract(settings.contract)
+    eval_contract = load_contract(settings.eval_contract)
+    ingest_batch = dg.define_asset_job(BATCH_JOB, selection=list(BATCH_ASSETS), partitions_def=batches,
+                                       description="Ingest, validate, bias-check and shard one landing batch.")
+    ingest_eval = dg.define_asset_job(EVAL_JOB, selection=list(GLOBAL_ASSETS),
+                                      description="Ingest and check the labeled eval set, including leakage.")
+    return dg.Definitions(
+        assets=build_assets(contract, eval_contract),
+        jobs=[ingest_batch, ingest_eval],
+        sensors=[build_landing_sensor(ingest_batch)],
+        resources=resources_for(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

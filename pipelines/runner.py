@@ -1,0 +1,133 @@
+"""Run the graph through Dagster against the home's instance, the way `sslpipe run` does.
+
+    outcomes = run_pipeline(Settings.from_env(home=".sslpipe"), select=["raw_images", "image_shards"])
+
+New landing folders are registered as batch partitions; the per-batch assets run once per batch in
+arrival order (so duplicates are checked against earlier batches), then the global assets. Runs are
+recorded in the instance, so they show in `dagster dev`. Failed checks are collected with their reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import dagster as dg
+
+from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches
+from pipelines.definitions import BATCH_JOB, EVAL_JOB, build_definitions
+from pipelines.sensors import landing_batches
+from pipelines.settings import Settings, SettingsError, prepare_instance
+
+ALL_ASSETS = BATCH_ASSETS + GLOBAL_ASSETS
+
+
+@dataclass
+class FailedCheck:
+    asset: str
+    check: str
+    blocking: bool
+    why: str
+
+
+@dataclass
+class RunOutcome:
+    job: str
+    partition: str | None
+    run_id: str
+    success: bool
+    materialized: list[str] = field(default_factory=list)
+    failed_checks: list[FailedCheck] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> list[FailedCheck]:
+        return [c for c in self.failed_checks if c.blocking]
+
+
+def parse_selection(select: str | list[str] | None) -> list[str]:
+    if not select:
+        return list(ALL_ASSETS)
+    names = [s.strip() for s in (select.split(",") if isinstance(select, str) else select) if s.strip()]
+    unknown = [n for n in names if n not in ALL_ASSETS]
+    if unknown:
+        raise SettingsError(f"unknown asset(s) {unknown} in --select; known: {', '.join(ALL_ASSETS)}")
+    return names
+
+
+def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
+    """Add every usable landing folder not yet known as a partition; return the batches present, in arrival order."""
+    found, skipped = landing_batches(settings.home.landing)
+    for name, why in skipped.items():
+        echo(f"skipping landing/{name}: {why}")
+    known = list(instance.get_dynamic_partitions(batches.name))
+    new = [b for b in found if b not in known]
+    if new:
+        instance.add_dynamic_partitions(batches.name, new)
+        echo(f"registered {len(new)} new batch(es): {', '.join(new)}")
+    present = set(found)
+    return [b for b in instance.get_dynamic_partitions(batches.name) if b in present]
+
+
+def _outcome(job: str, partition: str | None, result) -> RunOutcome:
+    out = RunOutcome(job, partition, result.run_id, result.success)
+    for ev in result.get_asset_check_evaluations():
+        if not ev.passed:
+            blocking = bool(ev.blocking) and ev.severity == dg.AssetCheckSeverity.ERROR
+            out.failed_checks.append(FailedCheck(ev.asset_key.to_user_string(), ev.check_name, blocking,
+                                                 ev.description or ""))
+    for ev in result.all_events:
+        if ev.is_step_failure:
+            err = ev.step_failure_data.error
+            out.errors.append(f"{ev.step_key}: {err.message.strip() if err else 'failed'}")
+        elif ev.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            out.materialized.append(ev.asset_key.to_user_string())
+    return out
+
+
+def run_pipeline(settings: Settings, select: str | list[str] | None = None, only_batches: list[str] | None = None,
+                 echo: Callable[[str], None] = print, log_level: str = "WARNING") -> list[RunOutcome]:
+    selected = parse_selection(select)
+    settings.export()
+    instance = prepare_instance(settings)
+    present = register_batches(settings, instance, echo)
+    if only_batches:
+        missing = [b for b in only_batches if b not in present]
+        if missing:
+            raise SettingsError(f"batch(es) {missing} not found in {settings.home.landing}; present: {present}")
+        present = [b for b in present if b in only_batches]
+    defs = build_definitions(settings)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if settings.shards and "image_shards" in selected:
+        run_config["ops"] = {"image_shards": {"config": settings.shards}}
+    outcomes = []
+    batch_sel = [dg.AssetKey(a) for a in BATCH_ASSETS if a in selected]
+    if batch_sel:
+        if not present:
+            echo(f"no batch folders in {settings.home.landing}: nothing to ingest")
+        job = defs.resolve_job_def(BATCH_JOB)
+        for b in present:
+            echo(f"[{b}] running {', '.join(k.to_user_string() for k in batch_sel)}")
+            r = job.execute_in_process(run_config=run_config, instance=instance, partition_key=b,
+                                       asset_selection=batch_sel, raise_on_error=False,
+                                       tags={"sslpipe/command": "run"})
+            outcomes.append(_outcome(BATCH_JOB, b, r))
+            echo(_describe(outcomes[-1]))
+    glob_sel = [dg.AssetKey(a) for a in GLOBAL_ASSETS if a in selected]
+    if glob_sel:
+        echo(f"[global] running {', '.join(k.to_user_string() for k in glob_sel)}")
+        cfg = {k: v for k, v in run_config.items() if k != "ops"}
+        r = defs.resolve_job_def(EVAL_JOB).execute_in_process(run_config=cfg, instance=instance, asset_selection=glob_sel,
+                                                              raise_on_error=False, tags={"sslpipe/command": "run"})
+        outcomes.append(_outcome(EVAL_JOB, None, r))
+        echo(_describe(outcomes[-1]))
+    return outcomes
+
+
+def _describe(o: RunOutcome) -> str:
+    where = f"[{o.partition}]" if o.partition else "[global]"
+    lines = [f"{where} {'ok' if o.success else 'FAILED'}: run {o.run_id[:8]}, materialized {', '.join(o.materialized) or 'nothing'}"]
+    lines += [f"{where}   {'BLOCKING' if c.blocking else 'warning'} check {c.asset}:{c.check} failed: {c.why}"
+              for c in o.failed_checks]
+    lines += [f"{where}   error in {e}" for e in o.errors]
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Settings and the environment: chosen here, in one place, from arguments or SSLPIPE_* variables.
+
+    SSLPIPE_HOME           all local state (default ./.sslpipe)
+    SSLPIPE_LANDING        landing folder (default $SSLPIPE_HOME/landing)
+    SSLPIPE_EVAL           labeled eval set (default $SSLPIPE_HOME/eval)
+    SSLPIPE_CONTRACT       contract for landing batches: a shipped name or a YAML path (default unlabeled_images)
+    SSLPIPE_EVAL_CONTRACT  contract for the eval set (default eval_images)
+    SSLPIPE_ENV            environment: "local" (default)
+    SSLPIPE_WORKERS        ingestion processes, 0 = all cores (default 0)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from assets import PipelineHome
+from ssl_ops.home import Home
+from ssl_ops.shards import ShardConfig
+
+ENVIRONMENTS = ("local",)
+CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train"}
+
+
+class SettingsError(ValueError):
+    """Bad settings or config file; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Home
+    contract: str = "unlabeled_images"
+    eval_contract: str = "eval_images"
+    env: str = "local"
+    workers: int = 0  # ingestion processes; 0 = all cores
+    shards: dict | None = None  # overrides of ssl_ops.shards.ShardConfig
+    train: dict | None = None  # the training section, read by the pretraining asset (next issue)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        home = Home.resolve(overrides.pop("home", None), overrides.pop("landing", None), overrides.pop("eval_dir", None))
+        s = cls(home=home, contract=os.environ.get("SSLPIPE_CONTRACT", "unlabeled_images"),
+                eval_contract=os.environ.get("SSLPIPE_EVAL_CONTRACT", "eval_images"),
+                env=os.environ.get("SSLPIPE_ENV", "local"), workers=int(os.environ.get("SSLPIPE_WORKERS", "0")))
+        s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        if s.env not in ENVIRONMENTS:
+            raise SettingsError(f"SSLPIPE_ENV={s.env!r} is not a known environment; known: {ENVIRONMENTS}")
+        return s
+
+    def with_config_file(self, path: str | Path | None) -> "Settings":
+        """Apply a YAML config file: keys contract, eval_contract, workers, shards: {seed, max_samples, max_bytes}."""
+        if not path:
+            return self
+        p = Path(path)
+        if not p.is_file():
+            raise SettingsError(f"config file {p} does not exist")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SettingsError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(d, dict):
+            raise SettingsError(f"{p}: the config is a YAML mapping")
+        unknown = sorted(set(d) - CONFIG_KEYS)
+        if unknown:
+            raise SettingsError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(CONFIG_KEYS)}")
+        shards = d.get("shards") or {}
+        bad = sorted(set(shards) - set(ShardConfig.__dataclass_fields__))
+        if bad:
+            raise SettingsError(f"{p}: shards: unknown key(s) {bad}; allowed: {sorted(ShardConfig.__dataclass_fields__)}")
+        base = p.parent
+        contract = d.get("contract", self.contract)
+        eval_contract = d.get("eval_contract", self.eval_contract)
+        return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
+                       workers=int(d.get("workers", self.workers)), shards=shards or self.shards, train=d.get("train"))
+
+    def export(self) -> None:
+        """Put these settings into the environment, where `dagster dev` and the definitions module read them."""
+        os.environ.update({"SSLPIPE_HOME": str(self.home.root), "SSLPIPE_LANDING": str(self.home.landing),
+                           "SSLPIPE_EVAL": str(self.home.eval_dir), "SSLPIPE_CONTRACT": self.contract,
+                           "SSLPIPE_EVAL_CONTRACT": self.eval_contract, "SSLPIPE_ENV": self.env,
+                           "SSLPIPE_WORKERS": str(self.workers), "DAGSTER_HOME": str(self.home.dagster_home)})
+
+
+def _relative(contract: str, base: Path) -> str:
+    """A contract path in a config file is relative to that file; a bare name is a shipped contract."""
+    if contract.endswith((".yaml", ".yml")) and not Path(contract).is_absolute():
+        return str((base / contract).resolve())
+    return contract
+
+
+def resources_for(settings: Settings) -> dict:
+    """The resources of each environment. Only "local" exists so far: everything under SSLPIPE_HOME."""
+    h = settings.home
+    if settings.env == "local":
+        return {"home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
+                                     workers=settings.workers)}
+    raise SettingsError(f"no resources for environment {settings.env!r}")
+
+
+def prepare_instance(settings: Settings) -> dg.DagsterInstance:
+    """The Dagster instance in <home>/dagster (SQLite storage), created on first use."""
+    d = settings.home.dagster_home
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = d / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text("# Dagster instance of this sslpipe home: SQLite storage in this folder.\n"
+                       "telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(d)
+    return dg.DagsterInstance.from_config(str(d))

@@ -1,0 +1,67 @@
+"""The embedded default dataset: scikit-learn's handwritten digits (1,797 real 8x8 scans, shipped inside
+the package, no download) written as 32x32 PNG files into landing batches and a labeled eval set.
+
+    write_demo(Home.resolve(".sslpipe"))
+
+The eval split is de-duplicated against the training split by perceptual hash (as ciFAIR does for
+CIFAR): an eval image within `leak_bits` of a training image moves to training, so that the leakage
+check tests the data rather than the low resolution of the source.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ssl_ops.home import Home
+from ssl_ops.ingest.probe import _to_gray
+from ssl_ops.phash import near_pairs, phash64
+
+SIDE = 32  # px of the written images
+
+
+def _images() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * (255.0 / 16.0)).round().astype(np.uint8)  # [N, 8, 8] in 0..255
+    return x, d.target
+
+
+def write_demo(home: Home, batches: int = 3, eval_share: float = 0.2, seed: int = 0, leak_bits: int = 4) -> dict:
+    """Write `batches` landing folders and an eval folder (PNG + labels.csv). Idempotent: same files every time."""
+    x, y = _images()
+    ims = [Image.fromarray(a, mode="L").resize((SIDE, SIDE), Image.Resampling.BILINEAR) for a in x]
+    hashes = phash64(np.stack([_to_gray(im) for im in ims]))
+    order = np.random.default_rng(seed).permutation(len(ims))
+    n_eval = int(len(ims) * eval_share)
+    eval_idx, train_idx = list(order[:n_eval]), list(order[n_eval:])
+    near = near_pairs(hashes[train_idx], leak_bits, query=hashes[eval_idx])
+    leaked = {eval_idx[q] for q in near[:, 0]}
+    eval_idx = [i for i in eval_idx if i not in leaked]
+    train_idx = train_idx + sorted(leaked)
+
+    written = {"batches": {}, "eval": len(eval_idx), "moved_to_train": len(leaked)}
+    for b, part in enumerate(np.array_split(np.array(train_idx), batches)):
+        folder = home.landing / f"demo-{b + 1:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in part:
+            ims[i].save(folder / f"digit_{i:04d}.png", optimize=False)
+        written["batches"][folder.name] = len(part)
+    home.eval_dir.mkdir(parents=True, exist_ok=True)
+    with open(home.eval_dir / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for i in sorted(eval_idx):
+            name = f"images/digit_{i:04d}.png"
+            (home.eval_dir / "images").mkdir(exist_ok=True)
+            ims[i].save(home.eval_dir / name, optimize=False)
+            w.writerow([name, int(y[i])])
+    return written
+
+
+def demo_exists(home: Home) -> bool:
+    return (home.eval_dir / "labels.csv").is_file() and any(Path(home.landing).glob("demo-*"))
