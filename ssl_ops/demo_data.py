@@ -34,7 +34,7 @@ def _images() -> tuple[np.ndarray, np.ndarray]:
 def write_demo(home: Home, batches: int = 3, eval_share: float = 0.2, seed: int = 0, leak_bits: int = 4) -> dict:
     """Write `batches` landing folders and an eval folder (PNG + labels.csv). Idempotent: same files every time."""
     x, y = _images()
-    ims = [Image.fromarray(a, mode="L").resize((SIDE, SIDE), Image.Resampling.BILINEAR) for a in x]
+    ims = [Image.fromarray(a).resize((SIDE, SIDE), Image.Resampling.BILINEAR) for a in x]
     hashes = phash64(np.stack([_to_gray(im) for im in ims]))
     order = np.random.default_rng(seed).permutation(len(ims))
     n_eval = int(len(ims) * eval_share)

@@ -20,14 +20,17 @@ def _dct_matrix(n: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
-_D8 = _dct_matrix(_N)[:8]  # [8, 32]: only the 8 lowest frequencies are needed
+_D8 = _dct_matrix(_N)[:8].astype(np.float64)  # [8, 32]: only the 8 lowest frequencies are needed
 _BITS = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
 def phash64(gray: np.ndarray) -> np.ndarray:
     """gray: [N, 32, 32] float luminance -> [N] uint64 hashes (bit i = coefficient i of the 8x8 block, row-major)."""
-    g = np.asarray(gray, dtype=np.float32).reshape(-1, _N, _N)
-    low = np.einsum("ki,nij,lj->nkl", _D8, g, _D8, optimize=True).reshape(-1, 64)  # [N, 64]
+    g = np.asarray(gray, dtype=np.float64).reshape(-1, _N, _N)
+    low = np.matmul(np.matmul(_D8, g), _D8.T).reshape(-1, 64)  # [N, 64]
+    # Round away float noise so a hash never depends on how many images were hashed together
+    # (flat images have all-zero AC coefficients: noise would otherwise pick their bits).
+    low = np.round(low, 3)
     med = np.median(low[:, 1:], axis=1, keepdims=True)
     bits = low > med
     return (bits.astype(np.uint64) * _BITS).sum(axis=1, dtype=np.uint64)

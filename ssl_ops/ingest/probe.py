@@ -61,7 +61,7 @@ def _to_gray(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float32)
         top = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        im = Image.fromarray(arr * (255.0 / top), mode="F")
+        im = Image.fromarray((arr * (255.0 / top)).astype(np.float32))
     elif im.mode != "L":
         im = im.convert("L")
     if im.size != (THUMB, THUMB):
@@ -84,8 +84,9 @@ def probe_image(data: bytes, limits: ImageLimits) -> Accepted | Rejected:
         return Rejected("decompression_bomb", str(e))
     except UnidentifiedImageError:
         return Rejected("not_an_image", "no image format recognised")
-    except Exception as e:  # a recognised format whose header is corrupt
-        return Rejected("undecodable", f"header: {type(e).__name__}: {e}")
+    except Exception as e:  # a recognised format whose header is cut short or corrupt
+        reason = "truncated" if isinstance(e, EOFError) or "truncated" in str(e).lower() else "undecodable"
+        return Rejected(reason, f"header: {type(e).__name__}: {e}")
     fmt, (w, h), mode = im.format or "UNKNOWN", im.size, im.mode
     if w * h > limits.max_pixels:
         return Rejected("decompression_bomb", f"{w}x{h} = {w * h} px > max_pixels {limits.max_pixels}")

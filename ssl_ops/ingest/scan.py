@@ -84,7 +84,8 @@ def _probe_chunk(root: str, rels: list[str], limits: ImageLimits) -> tuple[list,
     ok, bad, grays = [], [], []
     for rel in rels:
         if not _valid_utf8(rel):
-            bad.append((rel, None, None, "unreadable", "file name is not valid UTF-8; rename the file"))
+            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            bad.append((shown, None, None, "unreadable", "file name is not valid UTF-8; rename the file"))
             continue
         try:
             with open(os.path.join(root, rel), "rb") as f:

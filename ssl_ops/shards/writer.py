@@ -6,8 +6,9 @@ Each sample is `<sample_id>.<ext>` (the original encoded bytes, never re-encoded
 `<sample_id>.json` (batch, path, size, mode, format and sidecar attributes).
 - Deterministic: order is a seeded permutation of the samples sorted by id; every tar member gets
   a fixed mtime, owner and mode, so the same input gives byte-identical shards.
-- Atomic: each shard is written under a temporary name and renamed; `index.json` is written last,
-  the same way. Readers go through the index, so they see a whole old or a whole new set.
+- Atomic: every shard is written under a temporary name; only when all are whole are they renamed
+  into place, then `index.json` is replaced the same way. A failure midway removes the temporaries
+  and leaves the previous shards and index as they were.
 - Indexed: index.json lists per shard its samples, bytes and sha256; its `digest` is the data
   version. When the index already on disk was built from the same input (`input_digest`) and its
   shards are intact, nothing is rewritten.
@@ -133,40 +134,49 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shards: list[dict] = []
-    writer = hf = tmp = None
-    count = size = 0
+    staged: list = []  # temporary paths, renamed into place only when every shard is whole
+    writer = hf = None
+    count = 0
+    size = 0
 
     def close_shard():
-        nonlocal writer, hf, tmp
+        nonlocal writer, hf
         writer.close()
         hf.close()
-        name = SHARD_PATTERN % len(shards)
-        os.replace(tmp, out_dir / name)
-        shards.append({"name": name, "samples": count, "bytes": hf.n, "sha256": hf.h.hexdigest()})
-        writer = hf = tmp = None
+        shards.append({"name": SHARD_PATTERN % len(shards), "samples": count, "bytes": hf.n, "sha256": hf.h.hexdigest()})
+        writer = hf = None
 
-    for done, (i, meta) in enumerate(zip(order, metas)):
-        i = int(i)
-        if writer is None:
-            tmp = out_dir / f".{SHARD_PATTERN % len(shards)}.{os.getpid()}.tmp"
-            hf = _HashingFile(tmp)
-            writer = wds.TarWriter(hf, encoder=False, mtime=FIXED_MTIME, user="sslpipe", group="sslpipe")
-            count = size = 0
-        sid, rel = rows["sample_id"][i], rows["path"][i]
-        with open(batch_dir / rel, "rb") as f:
-            data = f.read()
-        if hashlib.sha256(data).hexdigest() != sid:
-            raise ShardInputError(f"{batch_dir / rel} changed after ingestion (sha256 differs from the manifest); "
-                                  f"re-materialize raw_images for batch {batch!r}")
-        ext = EXTENSIONS.get(rows["format"][i], rows["format"][i].lower())
-        size += writer.write({"__key__": sid, ext: data, "json": meta})
-        count += 1
-        if count >= config.max_samples or size >= config.max_bytes:
+    try:
+        for done, (i, meta) in enumerate(zip(order, metas)):
+            i = int(i)
+            if writer is None:
+                staged.append(out_dir / f".{SHARD_PATTERN % len(shards)}.{os.getpid()}.tmp")
+                hf = _HashingFile(staged[-1])
+                writer = wds.TarWriter(hf, encoder=False, mtime=FIXED_MTIME, user="sslpipe", group="sslpipe")
+                count = size = 0
+            sid, rel = rows["sample_id"][i], rows["path"][i]
+            with open(batch_dir / rel, "rb") as f:
+                data = f.read()
+            if hashlib.sha256(data).hexdigest() != sid:
+                raise ShardInputError(f"{batch_dir / rel} changed after ingestion (sha256 differs from the manifest); "
+                                      f"re-materialize raw_images for batch {batch!r}")
+            ext = EXTENSIONS.get(rows["format"][i], rows["format"][i].lower())
+            size += writer.write({"__key__": sid, ext: data, "json": meta})
+            count += 1
+            if count >= config.max_samples or size >= config.max_bytes:
+                close_shard()
+            if progress and (done + 1) % 5000 == 0:
+                progress(done + 1, n)
+        if writer is not None:
             close_shard()
-        if progress and (done + 1) % 5000 == 0:
-            progress(done + 1, n)
-    if writer is not None:
-        close_shard()
+    except BaseException:
+        if hf is not None:
+            hf.f.close()
+        for p in staged:
+            p.unlink(missing_ok=True)
+        raise
+    for tmp, s in zip(staged, shards):
+        os.replace(tmp, out_dir / s["name"])
 
     index = ShardIndex(batch=batch, shards=shards, samples=n, input_digest=input_digest,
                        digest=_digest({"batch": batch, "shards": shards}), config=asdict(config))
