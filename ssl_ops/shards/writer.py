@@ -91,12 +91,15 @@ class _HashingFile:
         self.n = 0
 
     def write(self, b) -> int:
+        if self.f.closed:  # abandoned after an error: the tar stream's late flush goes nowhere
+            return len(b)
         self.h.update(b)
         self.n += len(b)
         return self.f.write(b)
 
     def flush(self):
-        self.f.flush()
+        if not self.f.closed:
+            self.f.flush()
 
     def close(self):
         self.f.flush()

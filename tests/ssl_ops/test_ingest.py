@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ZOO_EXPECTED, jpeg_bytes, png_bytes, write
+from imagefiles import ZOO_EXPECTED, jpeg_bytes, png_bytes, write
 from ssl_ops.ingest import ImageLimits, list_batch_files, scan_batch
 from ssl_ops.ingest import scan as scan_mod
 from ssl_ops.ingest.metadata import MetadataError

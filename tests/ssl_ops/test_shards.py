@@ -6,7 +6,7 @@ import json
 import pytest
 import webdataset as wds
 
-from conftest import jpeg_bytes, png_bytes, write
+from imagefiles import jpeg_bytes, png_bytes, write
 from ssl_ops.ingest import ImageLimits, scan_batch
 from ssl_ops.shards import ShardConfig, load_index, shard_batch
 from ssl_ops.shards import writer as writer_mod

@@ -1,0 +1,65 @@
+"""The code location loads; jobs, checks and the sensor behave as users rely on."""
+
+import os
+import time
+
+import dagster as dg
+
+from assets import PipelineHome, batches
+from imagefiles import jpeg_bytes, write
+from data_contracts import load_contract
+from pipelines.definitions import BATCH_JOB, EVAL_JOB, build_definitions
+from pipelines.sensors import build_landing_sensor, landing_batches
+from pipelines.settings import Settings
+
+
+def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
+    defs = build_definitions(Settings.from_env(home=tmp_path))
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images"}
+    assert graph.get(dg.AssetKey("image_shards")).parent_keys == {dg.AssetKey("validated_images"), dg.AssetKey("bias_report")}
+    contract = load_contract("unlabeled_images")
+    specs = {s.key.name: s for s in graph.get(dg.AssetKey("validated_images")).check_keys and
+             defs.resolve_assets_def("validated_images").check_specs}
+    assert set(specs) == {"schema", "row_count", "unique_ids", "image_constraints", "required_attributes", "group_values"}
+    assert all(s.blocking == contract.blocking(n) for n, s in specs.items())
+    assert defs.resolve_job_def(BATCH_JOB).partitions_def == batches
+    assert defs.resolve_job_def(EVAL_JOB)
+
+
+def test_workspace_module_loads_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLPIPE_HOME", str(tmp_path))
+    import importlib
+
+    import pipelines.definitions as mod
+
+    importlib.reload(mod)
+    assert mod.defs.resources["home"].root == str(tmp_path.resolve())
+
+
+def test_sensor_registers_settled_batches_only(tmp_path):
+    landing = tmp_path / "landing"
+    write(landing / "b1" / "a.jpg", jpeg_bytes(1))
+    write(landing / "b2" / "a.jpg", jpeg_bytes(2))
+    (landing / "empty").mkdir()
+    (landing / ".partial").mkdir()
+    write(landing / ".partial" / "x.jpg", jpeg_bytes(3))
+    write(landing / "eval" / "x.jpg", jpeg_bytes(4))
+    old = time.time() - 3600
+    for f in (landing / "b1" / "a.jpg",):
+        os.utime(f, (old, old))
+    found, skipped = landing_batches(landing)
+    assert found == ["b1", "b2"] and set(skipped) == {"empty", ".partial", "eval"}
+
+    instance = dg.DagsterInstance.ephemeral()
+    job = dg.define_asset_job("ingest_batch", selection=["raw_images"], partitions_def=batches)
+    sensor = build_landing_sensor(job, settle_seconds=60)
+    home = PipelineHome(root=str(tmp_path), landing=str(landing))
+    result = sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    assert [r.partition_key for r in result.run_requests] == ["b1"]  # b2 is still landing
+    assert result.dynamic_partitions_requests[0].partition_keys == ["b1"]
+    instance.add_dynamic_partitions(batches.name, ["b1"])
+    result = sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
+    assert not result.run_requests and "no new settled batch" in str(result.skip_reason)

@@ -1,0 +1,71 @@
+"""Bias report: representation, drift statistics against independent computations, near duplicates."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from ssl_ops.bias import BiasThresholds, bias_report
+from ssl_ops.bias.drift import categorical_drift, numeric_drift, psi
+from ssl_ops.bias.representation import group_shares
+from ssl_ops.manifest import accepted_schema
+
+
+def test_psi_formula():
+    e, a = np.array([50, 30, 20]), np.array([20, 30, 50])
+    ref = sum((x - y) * np.log(x / y) for x, y in zip(a / 100, e / 100))
+    assert psi(e, a) == pytest.approx(ref)
+    assert psi(e, e) == 0.0
+
+
+def test_numeric_drift_flags_a_real_shift_only():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(100, 10, 5000)
+    same = numeric_drift("b", ref, rng.normal(100, 10, 3000), psi_max=0.25, p_min=0.001)
+    moved = numeric_drift("b", ref, rng.normal(115, 10, 3000), psi_max=0.25, p_min=0.001)
+    assert not same.drifted and same.psi < 0.05
+    assert moved.drifted and moved.psi > 0.5
+    assert moved.statistic == pytest.approx(stats.ks_2samp(ref, rng.normal(115, 10, 3000)).statistic, abs=0.05)
+
+
+def test_categorical_drift_uses_chi_square():
+    ref = ["a"] * 500 + ["b"] * 500
+    cur = ["a"] * 900 + ["b"] * 100
+    d = categorical_drift("domain", ref, cur, psi_max=0.25, p_min=0.001)
+    expected = stats.chi2_contingency(np.array([[500, 500], [900, 100]]))
+    assert d.statistic == pytest.approx(expected.statistic) and d.p_value == pytest.approx(expected.pvalue)
+    assert d.drifted and d.detail["current_shares"] == {"a": 0.9, "b": 0.1}
+
+
+def test_group_shares_flag_values_under_the_minimum_and_absent_expected_values():
+    g = group_shares("domain", ["p"] * 17 + ["s"] * 83 + [None] * 0, 0.2, expected=("p", "s", "c"))
+    assert g.shares == {"c": 0.0, "p": 0.17, "s": 0.83} and g.under == ["c", "p"] and g.flagged
+    assert not group_shares("domain", ["p", "s"], 0.5).flagged
+
+
+def manifest(n, batch, brightness, domains, hashes):
+    schema = accepted_schema(["domain"])
+    rows = {"sample_id": [f"{batch}{i:062d}" for i in range(n)], "batch": [batch] * n, "path": [f"{i}.jpg" for i in range(n)],
+            "bytes": [1000] * n, "format": ["JPEG"] * n, "width": [32] * n, "height": [32] * n, "mode": ["RGB"] * n,
+            "phash": hashes, "brightness": brightness, "contrast": [40.0] * n, "attr_domain": domains}
+    return pa.table(rows, schema=schema)
+
+
+def test_report_end_to_end():
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2**63, 400, dtype=np.uint64)
+    ref = manifest(400, "a", rng.normal(120, 20, 400).tolist(), ["x", "y"] * 200, base)
+    hashes = rng.integers(0, 2**63, 100, dtype=np.uint64)
+    hashes[1] = hashes[0] ^ np.uint64(3)  # a near pair inside the batch
+    hashes[2] = base[7] ^ np.uint64(1)  # a near copy of an earlier image
+    cur = manifest(100, "b", rng.normal(170, 20, 100).tolist(), ["x"] * 90 + ["y"] * 10, hashes)
+    r = bias_report("b", cur, ref, BiasThresholds(near_duplicate_max_share=0.01), {"domain": (0.2, ())})
+    assert r.flags == {"group_representation": True, "attribute_drift": True, "image_drift": True,
+                       "near_duplicates": True}
+    assert [d.feature for d in r.image_drift if d.drifted] == ["brightness"]
+    assert r.near_duplicates.clusters == [["0.jpg", "1.jpg"]]
+    assert r.near_duplicates.cross_batch == [{"path": "2.jpg", "matches": "a/7.jpg", "bits": 1}]
+    md = r.to_markdown()
+    assert "domain=y 10.0% < 20%" in md and "| brightness |" in md
+    first = bias_report("a", ref, None, BiasThresholds(), {"domain": (0.2, ())})
+    assert not first.flags["image_drift"] and "drift not measured" in first.findings("image_drift")
