@@ -1,0 +1,133 @@
+"""The whole data graph through Dagster on a real instance in a temporary home, as `sslpipe run` runs it."""
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+
+from imagefiles import ZOO_EXPECTED, jpeg_bytes, write
+from pipelines.cli import main
+from pipelines.runner import run_pipeline
+from pipelines.settings import Settings, prepare_instance
+from ssl_ops.manifest import read_manifest
+from ssl_ops.shards import load_index
+
+
+@pytest.fixture
+def home(tmp_path, zoo):
+    root = tmp_path / "home"
+    shutil.copytree(zoo, root / "landing" / "b1")
+    write(root / "landing" / "b2" / "again.jpg", (zoo / "good.jpg").read_bytes())  # duplicate of b1
+    for i in range(5):
+        write(root / "landing" / "b2" / f"new {i}.jpg", jpeg_bytes(200 + i))
+    (root / "landing" / "empty-batch").mkdir(parents=True)
+    for c in ("cat", "dog"):
+        for i in range(6):
+            write(root / "eval" / c / f"{i}.jpg", jpeg_bytes(500 + 10 * (c == "dog") + i, size=(36, 36)))
+    return root
+
+
+def latest(instance, asset, partition=None):
+    ev = instance.get_latest_materialization_event(dg.AssetKey(asset)) if partition is None else next(
+        e for e in sorted(instance.fetch_materializations(dg.AssetKey(asset), limit=100).records,
+                          key=lambda r: -r.storage_id) if e.partition_key == partition)
+    return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
+
+
+def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys):
+    settings = Settings.from_env(home=home, workers=1)
+    outcomes = run_pipeline(settings)
+    assert [(o.job, o.partition, o.success) for o in outcomes] == [
+        ("ingest_batch", "b1", True), ("ingest_batch", "b2", True), ("ingest_eval", None, True)]
+    assert "skipping landing/empty-batch: empty folder" in capsys.readouterr().out
+    assert not [c for o in outcomes for c in o.blocked]
+
+    instance = prepare_instance(settings)
+    assert list(instance.get_dynamic_partitions("batches")) == ["b1", "b2"]
+    assert len(instance.get_run_records()) == 3  # visible in `dagster dev`
+    m1 = latest(instance, "raw_images", "b1")
+    assert (m1["files_seen"], m1["accepted"], m1["quarantined"], m1["accounted_for"]) == (12, 6, 6, True)
+    assert m1["quarantine_reasons"] == {"decompression_bomb": 1, "duplicate": 1, "empty": 1, "not_an_image": 1,
+                                        "too_small": 1, "truncated": 1}
+    q2 = read_manifest(home / "manifests" / "b2" / "quarantine.parquet").to_pylist()
+    assert [(q["path"], q["reason"], q["duplicate_of"]) for q in q2] == [("again.jpg", "duplicate", "b1/good.jpg")]
+
+    accepted = {p for p, v in ZOO_EXPECTED.items() if v == "accepted"}
+    idx = load_index(home / "shards" / "b1" / "index.json")
+    assert idx.samples == len(accepted) and (home / "shards" / "b1" / idx.shards[0]["name"]).is_file()
+    shards = latest(instance, "image_shards", "b1")
+    assert shards["index_digest"] == idx.digest and shards["reused"] is False
+    assert (home / "reports" / "b1" / "data_docs" / "index.html").is_file()
+    assert json.loads((home / "reports" / "b1" / "validation.json").read_text())["success"] is True
+    assert "near_duplicates" in (home / "reports" / "b2" / "bias.md").read_text()
+    ev = latest(instance, "eval_images")
+    assert (ev["accepted"], ev["classes"]) == (12, 2) and ev["leakage"].startswith("no leakage")
+
+    version = instance.get_latest_data_version_record(dg.AssetKey("image_shards"), partition_key="b1")
+    again = run_pipeline(settings, select="raw_images,image_shards", only_batches=["b1"])
+    assert [o.success for o in again] == [True]
+    assert latest(instance, "image_shards", "b1")["reused"] is True
+    assert latest(instance, "image_shards", "b1")["index_digest"] == idx.digest
+    assert version is not None
+
+
+def custom_contract(tmp_path, edit):
+    from data_contracts.contract import CONTRACTS_DIR
+
+    p = tmp_path / "contract.yaml"
+    p.write_text(edit((CONTRACTS_DIR / "unlabeled_images.yaml").read_text()))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("contract: contract.yaml\nworkers: 1\nshards:\n  max_samples: 3\n")
+    return cfg
+
+
+def test_a_failed_blocking_check_stops_sharding_and_the_command_names_it(home, tmp_path, capsys):
+    cfg = custom_contract(tmp_path, lambda t: t.replace("required: []", "required: [site]"))
+    code = main(["run", "--home", str(home), "--config", str(cfg), "--select", "raw_images,validated_images,image_shards,bias_report"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "BLOCKED: validated_images:required_attributes (b1)" in err and "attr_site" in err
+    assert not (home / "shards" / "b1").exists() and (home / "manifests" / "b1" / "accepted.parquet").is_file()
+
+
+def test_a_warning_check_does_not_block(home, tmp_path, capsys):
+    cfg = custom_contract(tmp_path, lambda t: t.replace("near_duplicate_max_share: 0.05", "near_duplicate_max_share: 0.0"))
+    assert main(["run", "--home", str(home), "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "warning check bias_report:near_duplicates failed" in out
+    idx = load_index(home / "shards" / "b1" / "index.json")
+    assert [s["samples"] for s in idx.shards] == [3, 3]  # the config's shard size was used
+
+
+def test_leakage_blocks(home, capsys):
+    write(home / "landing" / "b3" / "stolen.jpg", (home / "eval" / "cat" / "0.jpg").read_bytes())
+    assert main(["run", "--home", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert "BLOCKED: eval_images:leakage (global)" in err and "cat/0.jpg = b3/stolen.jpg" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--landing", "/nonexistent/landing"], "landing folder /nonexistent/landing does not exist"),
+    (["run", "--select", "raw_images,nope"], "unknown asset(s) ['nope']"),
+    (["run", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml does not exist"),
+    (["run", "--batches", "zzz"], "batch(es) ['zzz'] not found"),
+])
+def test_bad_arguments_exit_2_with_a_clear_message(home, capsys, args, needle):
+    assert main(args + ["--home", str(home)]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_missing_eval_folder_fails_the_eval_run_with_a_clear_message(home, capsys):
+    shutil.rmtree(home / "eval")
+    assert main(["run", "--home", str(home), "--select", "eval_images"]) == 1
+    assert "eval folder" in capsys.readouterr().err
+
+
+def test_demo_runs_the_whole_graph(tmp_path, capsys):
+    assert main(["demo", "--home", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "demo-001" in out and "[global] ok" in out
+    idx = [load_index(tmp_path / "demo" / "shards" / f"demo-00{i}" / "index.json") for i in (1, 2, 3)]
+    ev = read_manifest(tmp_path / "demo" / "manifests" / "eval" / "accepted.parquet")
+    assert sum(i.samples for i in idx) + ev.num_rows == 1797  # every digit is either trained on or evaluated
