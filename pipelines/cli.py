@@ -13,16 +13,18 @@ import argparse
 import sys
 import time
 
-from data_contracts import ContractError
-from pipelines.settings import Settings, SettingsError
+# Heavy imports (dagster, torch via webdataset) happen inside the commands: ingestion's worker processes
+# are spawned and re-import this entry module, so it must stay cheap to import.
 
 
-def _settings(a: argparse.Namespace) -> Settings:
+def _settings(a: argparse.Namespace):
+    from pipelines.settings import Settings
+
     s = Settings.from_env(home=a.home, landing=getattr(a, "landing", None), eval_dir=getattr(a, "eval", None))
     return s.with_config_file(getattr(a, "config", None))
 
 
-def _run(s: Settings, select: str | None, batches: str | None, verbose: bool) -> int:
+def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     from pipelines.runner import run_pipeline
 
     t0 = time.time()
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--config", help="YAML config, as for run")
     demo.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
+    from data_contracts import ContractError
+    from pipelines.settings import SettingsError
+
     try:
         s = _settings(a)
         if a.command == "demo":

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ssl_ops.home import Home
-from ssl_ops.ingest.probe import _to_gray
+from ssl_ops.ingest.probe import _to_gray, gray_array
 from ssl_ops.phash import near_pairs, phash64
 
 SIDE = 32  # px of the written images
@@ -35,7 +35,7 @@ def write_demo(home: Home, batches: int = 3, eval_share: float = 0.2, seed: int 
     """Write `batches` landing folders and an eval folder (PNG + labels.csv). Idempotent: same files every time."""
     x, y = _images()
     ims = [Image.fromarray(a).resize((SIDE, SIDE), Image.Resampling.BILINEAR) for a in x]
-    hashes = phash64(np.stack([_to_gray(im) for im in ims]))
+    hashes = phash64(gray_array([_to_gray(im) for im in ims]))
     order = np.random.default_rng(seed).permutation(len(ims))
     n_eval = int(len(ims) * eval_share)
     eval_idx, train_idx = list(order[:n_eval]), list(order[n_eval:])

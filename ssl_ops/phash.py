@@ -21,7 +21,6 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _D8 = _dct_matrix(_N)[:8].astype(np.float64)  # [8, 32]: only the 8 lowest frequencies are needed
-_BITS = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
 def phash64(gray: np.ndarray) -> np.ndarray:
@@ -32,8 +31,8 @@ def phash64(gray: np.ndarray) -> np.ndarray:
     # (flat images have all-zero AC coefficients: noise would otherwise pick their bits).
     low = np.round(low, 3)
     med = np.median(low[:, 1:], axis=1, keepdims=True)
-    bits = low > med
-    return (bits.astype(np.uint64) * _BITS).sum(axis=1, dtype=np.uint64)
+    bits = np.packbits(low > med, axis=1, bitorder="little")  # [N, 8] bytes, bit i of the hash = coefficient i
+    return np.ascontiguousarray(bits).view("<u8").reshape(-1).astype(np.uint64)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ class Accepted:
     width: int  # px
     height: int  # px
     mode: str  # PIL mode of the stored image: RGB, L, RGBA, P, CMYK, I;16, ...
-    gray: np.ndarray  # [THUMB, THUMB] float32 luminance in 0..255
+    gray: bytes  # THUMB*THUMB bytes: row-major 8-bit luminance thumbnail (see gray_array)
 
 
 @dataclass(frozen=True)
@@ -56,17 +56,22 @@ class Rejected:
     detail: str
 
 
-def _to_gray(im: Image.Image) -> np.ndarray:
-    """[THUMB, THUMB] float32 luminance in 0..255 for any PIL mode (16-bit and float scaled, not clipped)."""
+def _to_gray(im: Image.Image) -> bytes:
+    """THUMB x THUMB 8-bit luminance of any PIL mode (16-bit and float scaled to 0..255, not clipped)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float32)
         top = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        im = Image.fromarray((arr * (255.0 / top)).astype(np.float32))
+        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8))
     elif im.mode != "L":
         im = im.convert("L")
     if im.size != (THUMB, THUMB):
         im = im.resize((THUMB, THUMB), Image.Resampling.BOX if min(im.size) >= THUMB else Image.Resampling.BILINEAR)
-    return np.asarray(im, dtype=np.float32)
+    return im.tobytes()
+
+
+def gray_array(grays: list[bytes]) -> np.ndarray:
+    """[N, THUMB, THUMB] float32 luminance (0..255) from Accepted.gray values."""
+    return np.frombuffer(b"".join(grays), dtype=np.uint8).reshape(-1, THUMB, THUMB).astype(np.float32)
 
 
 def probe_image(data: bytes, limits: ImageLimits) -> Accepted | Rejected:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar, normalise_path
-from ssl_ops.ingest.probe import Accepted, ImageLimits, probe_image
+from ssl_ops.ingest.probe import Accepted, ImageLimits, gray_array, probe_image
 from ssl_ops.manifest import ATTR_PREFIX, QUARANTINE_SCHEMA, accepted_schema
 from ssl_ops.phash import phash64
 
@@ -96,14 +96,15 @@ def _probe_chunk(root: str, rels: list[str], limits: ImageLimits) -> tuple[list,
         sha = hashlib.sha256(data).hexdigest()
         r = probe_image(data, limits)
         if isinstance(r, Accepted):
-            ok.append([rel, sha, len(data), r.format, r.width, r.height, r.mode,
-                       float(r.gray.mean()), float(r.gray.std())])
+            ok.append([rel, sha, len(data), r.format, r.width, r.height, r.mode])
             grays.append(r.gray)
         else:
             bad.append((rel, len(data), sha, r.reason, r.detail))
-    if grays:
-        for row, h in zip(ok, phash64(np.stack(grays)).tolist()):
-            row.append(h)
+    if grays:  # statistics and hashes for the whole chunk at once
+        g = gray_array(grays)
+        flat = g.reshape(len(grays), -1)
+        for row, m, s, h in zip(ok, flat.mean(1).tolist(), flat.std(1).tolist(), phash64(g).tolist()):
+            row += [m, s, h]
     return ok, bad
 
 
@@ -112,27 +113,36 @@ def _chunks(items: list, n: int):
         yield items[i:i + n]
 
 
-def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, workers: int,
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes, all started at once (their start-up runs in parallel).
+
+    spawn, not fork: the caller (Dagster, a test runner) may hold threads and locks. Spawned workers
+    re-import the parent's __main__ module, so entry points keep their module-level imports light.
+    """
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    for _ in range(workers):
+        pool.submit(_noop)
+    return pool
+
+
+def _noop() -> None:
+    return None
+
+
+def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, pool: ProcessPoolExecutor | None,
                progress: Progress | None) -> tuple[list, list]:
     ok, bad, done = [], [], 0
     root = str(batch_dir)
-    if workers <= 1 or len(rels) < PARALLEL_MIN_FILES:
+    if pool is None:
         results = (_probe_chunk(root, c, limits) for c in _chunks(rels, CHUNK))
-        pool = None
     else:
-        # spawn, not fork: the caller (Dagster, a test runner) may hold threads and locks.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
         results = pool.map(_probe_chunk, *zip(*[(root, c, limits) for c in _chunks(rels, CHUNK)]))
-    try:
-        for o, b in results:
-            ok.extend(o)
-            bad.extend(b)
-            done += len(o) + len(b)
-            if progress:
-                progress(done, len(rels))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for o, b in results:
+        ok.extend(o)
+        bad.extend(b)
+        done += len(o) + len(b)
+        if progress:
+            progress(done, len(rels))
     return ok, bad
 
 
@@ -148,8 +158,14 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
     t0 = time.perf_counter()
     prior = prior or {}
     sidecar = sidecar if sidecar is not None else load_sidecar(batch_dir)
+    workers = workers or os.cpu_count() or 1
     rels = list_batch_files(batch_dir, skip)
-    ok, bad = _probe_all(batch_dir, rels, limits, workers or os.cpu_count() or 1, progress)
+    pool = _start_pool(workers) if workers > 1 and len(rels) >= PARALLEL_MIN_FILES else None
+    try:
+        ok, bad = _probe_all(batch_dir, rels, limits, pool, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     quarantine = [(batch, rel, n, sha, reason, detail, None) for rel, n, sha, reason, detail in bad]
     kept: dict[str, str] = {}

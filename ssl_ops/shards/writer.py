@@ -26,13 +26,12 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import webdataset as wds
 
 from ssl_ops.manifest import ATTR_PREFIX
+from ssl_ops.shards.tar import FIXED_MTIME, ShardTar  # noqa: F401  (FIXED_MTIME: part of the format)
 
 INDEX_VERSION = 1
 SHARD_PATTERN = "shard-%06d.tar"
-FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z, for every tar member
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff",
               "MPO": "jpg", "PPM": "ppm", "TGA": "tga", "ICO": "ico"}
 
@@ -76,10 +75,15 @@ def load_index(path: Path) -> ShardIndex | None:
     return ShardIndex(**d)
 
 
-def _sample_meta(rows: dict, i: int, attrs: list[str]) -> bytes:
-    meta = {k: rows[k][i] for k in ("sample_id", "batch", "path", "format", "width", "height", "mode")}
+_META_KEYS = ("sample_id", "batch", "path", "format", "width", "height", "mode")
+_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # one encoder: json.dumps(**kw) builds one per call
+
+
+def sample_meta(rows: dict, i: int, attrs: list[str]) -> bytes:
+    """The `.json` member of sample i of a manifest's columns (`rows`: column -> list)."""
+    meta = {k: rows[k][i] for k in _META_KEYS}
     meta["attributes"] = {a: rows[ATTR_PREFIX + a][i] for a in attrs}
-    return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
+    return _JSON.encode(meta).encode()
 
 
 class _HashingFile:
@@ -125,9 +129,12 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
     batch = next(iter(batches)) if batches else batch_dir.name
     order = np.argsort(np.array(rows["sample_id"], dtype=object), kind="stable")
     order = order[np.random.default_rng(config.seed).permutation(n)] if n else order
-    metas = [_sample_meta(rows, int(i), attrs) for i in order]
-    input_digest = _digest({"version": INDEX_VERSION, "config": asdict(config),
-                            "samples": [m.decode() for m in metas]})
+    metas = [sample_meta(rows, int(i), attrs) for i in order]
+    h = hashlib.sha256(_JSON.encode({"version": INDEX_VERSION, "config": asdict(config)}).encode())
+    for m in metas:
+        h.update(m)
+        h.update(b"\n")
+    input_digest = h.hexdigest()
 
     index_path = out_dir / "index.json"
     old = load_index(index_path)
@@ -155,7 +162,7 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
             if writer is None:
                 staged.append(out_dir / f".{SHARD_PATTERN % len(shards)}.{os.getpid()}.tmp")
                 hf = _HashingFile(staged[-1])
-                writer = wds.TarWriter(hf, encoder=False, mtime=FIXED_MTIME, user="sslpipe", group="sslpipe")
+                writer = ShardTar(hf)
                 count = size = 0
             sid, rel = rows["sample_id"][i], rows["path"][i]
             with open(batch_dir / rel, "rb") as f:
@@ -164,7 +171,7 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
                 raise ShardInputError(f"{batch_dir / rel} changed after ingestion (sha256 differs from the manifest); "
                                       f"re-materialize raw_images for batch {batch!r}")
             ext = EXTENSIONS.get(rows["format"][i], rows["format"][i].lower())
-            size += writer.write({"__key__": sid, ext: data, "json": meta})
+            size += writer.write(sid, {ext: data, "json": meta})
             count += 1
             if count >= config.max_samples or size >= config.max_bytes:
                 close_shard()
