@@ -49,9 +49,13 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
         trained = sharded_batches(home, context.instance)
         train = home.manifests(trained, ["sample_id", "batch", "path", "phash"]) or empty_train_table()
         leaks = find_leaks(result.accepted, train, bits)
-        (h.report_dir(EVAL_BATCH) / "leakage.json").write_text(json.dumps(leaks.__dict__, indent=2))
+        leak_file = h.report_dir(EVAL_BATCH) / "leakage.json"
+        leak_file.write_text(json.dumps(leaks.__dict__, indent=2))
+        why = leaks.summary() if leaks.passed else (
+            f"{leaks.summary()}. Every pair: {leak_file}. Remove those images from the eval set (or from the "
+            f"landing batches and re-run them) so that the model is not evaluated on what it trained on.")
         if "leakage" in contract.checks:
-            results.append(check_result(contract, "leakage", leaks.passed, leaks.summary(),
+            results.append(check_result(contract, "leakage", leaks.passed, why,
                                         exact=len(leaks.exact), near=len(leaks.near), batches_checked=trained))
         labels = result.accepted.column("attr_label").to_pylist()
         per_class = {k: labels.count(k) for k in sorted(set(labels))}

@@ -79,6 +79,8 @@ def _outcome(job: str, partition: str | None, result) -> RunOutcome:
     for ev in result.all_events:
         if ev.is_step_failure:
             err = ev.step_failure_data.error
+            if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
+                continue  # already reported as a failed blocking check, with its reason
             out.errors.append(f"{ev.step_key}: {err.message.strip() if err else 'failed'}")
         elif ev.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             out.materialized.append(ev.asset_key.to_user_string())
@@ -86,7 +88,7 @@ def _outcome(job: str, partition: str | None, result) -> RunOutcome:
 
 
 def run_pipeline(settings: Settings, select: str | list[str] | None = None, only_batches: list[str] | None = None,
-                 echo: Callable[[str], None] = print, log_level: str = "WARNING") -> list[RunOutcome]:
+                 echo: Callable[[str], None] = print, log_level: str = "CRITICAL") -> list[RunOutcome]:
     selected = parse_selection(select)
     settings.export()
     instance = prepare_instance(settings)

@@ -1,0 +1,121 @@
+"""The data graph on the real shared datasets: PACS (a real group imbalance) and CIFAR-10 (real leakage).
+
+Skips with a message when ../shared/datasets is absent; CI always has it. The full CIFAR-10 run is
+marked slow (about a minute); .ci/run runs it.
+"""
+
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+
+from imagefiles import extract, need_shared
+from pipelines.cli import main
+from ssl_ops.manifest import read_manifest
+from ssl_ops.shards import load_index
+
+PACS_DOMAINS = {"art_painting": 2048, "cartoon": 2344, "photo": 1670, "sketch": 3929}
+
+
+@pytest.fixture(scope="module")
+def pacs_landing(tmp_path_factory):
+    z = need_shared("pacs-64", "pacs-64px.zip")
+    root = tmp_path_factory.mktemp("pacs")
+    batch = root / "landing" / "pacs"
+    extract(z, batch, prefix="", limit=None)
+    labels = list(csv.DictReader(io.StringIO((batch / "labels.csv").read_text())))
+    (batch / "labels.csv").unlink()
+    with open(batch / "metadata.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "domain"])
+        for r in labels:
+            w.writerow([r["path"], r["domain"]])
+    return root, {d: sum(r["domain"] == d for r in labels) for d in PACS_DOMAINS}
+
+
+def pacs_config(tmp_path, severity):
+    from data_contracts.contract import CONTRACTS_DIR
+
+    text = (CONTRACTS_DIR / "unlabeled_images.yaml").read_text()
+    text = text.replace("  groups: {}", "  groups:\n    domain: {min_share: 0.2, values: [art_painting, cartoon, photo, sketch]}")
+    text = text.replace("  group_representation: warn", f"  group_representation: {severity}")
+    (tmp_path / "pacs_contract.yaml").write_text(text)
+    (tmp_path / "config.yaml").write_text("contract: pacs_contract.yaml\n")
+    return tmp_path / "config.yaml"
+
+
+def test_pacs_domain_imbalance_is_flagged(pacs_landing, tmp_path, capsys):
+    root, counts = pacs_landing
+    assert counts == PACS_DOMAINS
+    home = tmp_path / "home"
+    code = main(["run", "--home", str(home), "--landing", str(root / "landing"), "--config", str(pacs_config(tmp_path, "warn")),
+                 "--select", "raw_images,validated_images,bias_report,image_shards"])
+    out = capsys.readouterr().out
+    assert code == 0
+    accepted = read_manifest(home / "manifests" / "pacs" / "accepted.parquet")
+    quarantine = read_manifest(home / "manifests" / "pacs" / "quarantine.parquet")
+    assert accepted.num_rows + quarantine.num_rows == 9991
+    assert set(quarantine.column("reason").to_pylist()) <= {"duplicate"}  # PACS holds exact copies; nothing else is bad
+    report = json.loads((home / "reports" / "pacs" / "bias.json").read_text())
+    group = report["groups"][0]
+    assert group["attribute"] == "domain" and group["under"] == ["photo"]
+    assert 0.16 < group["shares"]["photo"] < 0.175 and min(v for k, v in group["shares"].items() if k != "photo") > 0.2
+    assert report["flags"]["group_representation"] is True
+    assert "warning check bias_report:group_representation failed: domain=photo 16." in out
+    assert load_index(home / "shards" / "pacs" / "index.json").samples == accepted.num_rows  # a warning does not block
+
+
+def test_pacs_imbalance_blocks_when_the_contract_says_so(pacs_landing, tmp_path, capsys):
+    root, _ = pacs_landing
+    home = tmp_path / "home"
+    code = main(["run", "--home", str(home), "--landing", str(root / "landing"), "--config", str(pacs_config(tmp_path, "block")),
+                 "--select", "raw_images,validated_images,bias_report,image_shards"])
+    assert code == 1
+    assert "BLOCKED: bias_report:group_representation (pacs): domain=photo 16." in capsys.readouterr().err
+    assert not (home / "shards" / "pacs").exists()
+
+
+def stage_cifar(home, every: int, batches: int):
+    train = need_shared("cifar10-jpg", "train.zip")
+    test = need_shared("cifar10-jpg", "test.zip")
+    with zipfile.ZipFile(train) as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".jpg"))[::every]
+        for i, n in enumerate(names):
+            target = home / "landing" / f"train-{i * batches // len(names) + 1}" / n
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(n))
+    extract(test, home / "eval", prefix="test/", every=every, strip=1)
+    return len(names)
+
+
+def test_cifar10_subset_through_the_graph(tmp_path, capsys):
+    home = tmp_path / "home"
+    n = stage_cifar(home, every=10, batches=2)
+    code = main(["run", "--home", str(home)])
+    out, err = capsys.readouterr()
+    total = sum(load_index(home / "shards" / f"train-{b}" / "index.json").samples for b in (1, 2))
+    assert total == n == 5000
+    ev = read_manifest(home / "manifests" / "eval" / "accepted.parquet")
+    assert ev.num_rows == 1000 and len(set(ev.column("attr_label").to_pylist())) == 10
+    leaks = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
+    # CIFAR-10's test set holds near copies of training images (Barz & Denzler, "Do we train on test data?"
+    # ciFAIR, 2020); the check reports every one it finds and blocks when there are any.
+    assert (code == 1) == bool(leaks["near"] or leaks["exact"])
+    if code == 1:
+        assert "BLOCKED: eval_images:leakage" in err
+
+
+@pytest.mark.slow
+def test_cifar10_full_train_set_finds_real_test_train_near_duplicates(tmp_path, capsys):
+    home = tmp_path / "home"
+    assert stage_cifar(home, every=1, batches=5) == 50000
+    code = main(["run", "--home", str(home)])
+    err = capsys.readouterr().err
+    assert sum(load_index(home / "shards" / f"train-{b}" / "index.json").samples for b in range(1, 6)) == 50000
+    leaks = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
+    pairs = {(m["eval"], m["train"].split("/", 1)[1]) for m in leaks["near"] + leaks["exact"]}  # minus the batch
+    # a pair checked by eye: the same yellow car, 2 pHash bits apart
+    assert ("automobile/0337.jpg", "train/automobile/4929.jpg") in pairs
+    assert 50 <= len(pairs) <= 300 and code == 1 and "BLOCKED: eval_images:leakage (global)" in err
