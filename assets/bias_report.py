@@ -7,7 +7,7 @@ from assets.checks import check_result, check_specs
 from assets.partitions import batches, earlier_batches
 from assets.resources import PipelineHome
 from data_contracts import Contract
-from ssl_ops.bias import BiasThresholds, bias_report as make_report
+from ssl_ops.bias import bias_report as make_report
 from ssl_ops.manifest import read_manifest
 
 BIAS_CHECKS = ("group_representation", "attribute_drift", "image_drift", "near_duplicates")
@@ -15,9 +15,6 @@ BIAS_CHECKS = ("group_representation", "attribute_drift", "image_drift", "near_d
 
 def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
     b = contract.bias
-    thresholds = BiasThresholds(psi_max=b.psi_max, p_value_min=b.p_value_min,
-                                near_duplicate_bits=b.near_duplicate_bits,
-                                near_duplicate_max_share=b.near_duplicate_max_share)
     groups = {g: (r.min_share, r.values) for g, r in contract.groups.items()}
 
     @dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["validated_images"],
@@ -31,7 +28,7 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
         manifest = read_manifest(h.accepted_path(batch))
         ref_batches = earlier_batches(context.instance, batch)[-b.reference_batches:] if b.reference_batches else []
         reference = home.manifests(ref_batches)
-        report = make_report(batch, manifest, reference, thresholds, groups)
+        report = make_report(batch, manifest, reference, b, groups)
         out = h.report_dir(batch)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bias.json").write_text(report.to_json())

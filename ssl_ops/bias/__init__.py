@@ -1,5 +1,5 @@
 """Bias checks of a batch: group representation, drift against earlier batches, near duplicates."""
 
-from ssl_ops.bias.report import BiasReport, BiasThresholds, bias_report
+from ssl_ops.bias.report import BiasReport, bias_report
 
-__all__ = ["BiasReport", "BiasThresholds", "bias_report"]
+__all__ = ["BiasReport", "bias_report"]

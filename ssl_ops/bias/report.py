@@ -1,6 +1,6 @@
 """Assemble a batch's bias report (JSON + Markdown) from a manifest and earlier batches' manifests.
 
-    report = bias_report(manifest, reference, BiasThresholds(...), groups={"domain": (0.2, ())})
+    report = bias_report("b1", manifest, reference, contract.bias, groups={"domain": (0.2, ())})
     report.flags  # {"group_representation": True, "attribute_drift": False, ...}
 """
 
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from data_contracts.contract import BiasRules
 from ssl_ops.bias.drift import Drift, categorical_drift, numeric_drift
 from ssl_ops.bias.near_duplicates import NearDuplicates, near_duplicates
 from ssl_ops.bias.representation import GroupShares, group_shares
@@ -19,14 +20,6 @@ from ssl_ops.manifest import ATTR_PREFIX
 
 IMAGE_STATS = ("width", "height", "bytes", "brightness", "contrast")
 MIN_REFERENCE = 20  # reference images needed before drift is measured
-
-
-@dataclass(frozen=True)
-class BiasThresholds:
-    psi_max: float = 0.25
-    p_value_min: float = 0.001
-    near_duplicate_bits: int = 4
-    near_duplicate_max_share: float = 0.05
 
 
 @dataclass
@@ -97,7 +90,7 @@ class BiasReport:
         return "\n".join(lines) + "\n"
 
 
-def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thresholds: BiasThresholds,
+def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thresholds: BiasRules,
                 groups: dict[str, tuple[float, tuple[str, ...]]]) -> BiasReport:
     """groups: attribute -> (min_share, expected values). reference: earlier batches' manifests, concatenated."""
     notes = []

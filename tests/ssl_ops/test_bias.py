@@ -5,7 +5,8 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from ssl_ops.bias import BiasThresholds, bias_report
+from data_contracts.contract import BiasRules
+from ssl_ops.bias import bias_report
 from ssl_ops.bias.drift import categorical_drift, numeric_drift, psi
 from ssl_ops.bias.representation import group_shares
 from ssl_ops.manifest import accepted_schema
@@ -59,7 +60,7 @@ def test_report_end_to_end():
     hashes[1] = hashes[0] ^ np.uint64(3)  # a near pair inside the batch
     hashes[2] = base[7] ^ np.uint64(1)  # a near copy of an earlier image
     cur = manifest(100, "b", rng.normal(170, 20, 100).tolist(), ["x"] * 90 + ["y"] * 10, hashes)
-    r = bias_report("b", cur, ref, BiasThresholds(near_duplicate_max_share=0.01), {"domain": (0.2, ())})
+    r = bias_report("b", cur, ref, BiasRules(near_duplicate_max_share=0.01), {"domain": (0.2, ())})
     assert r.flags == {"group_representation": True, "attribute_drift": True, "image_drift": True,
                        "near_duplicates": True}
     assert [d.feature for d in r.image_drift if d.drifted] == ["brightness"]
@@ -67,5 +68,5 @@ def test_report_end_to_end():
     assert r.near_duplicates.cross_batch == [{"path": "2.jpg", "matches": "a/7.jpg", "bits": 1}]
     md = r.to_markdown()
     assert "domain=y 10.0% < 20%" in md and "| brightness |" in md
-    first = bias_report("a", ref, None, BiasThresholds(), {"domain": (0.2, ())})
+    first = bias_report("a", ref, None, BiasRules(), {"domain": (0.2, ())})
     assert not first.flags["image_drift"] and "drift not measured" in first.findings("image_drift")
