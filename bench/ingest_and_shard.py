@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from ssl_ops.ingest import ImageLimits, list_batch_files, scan_batch  # noqa: E402
 from ssl_ops.shards import ShardConfig, shard_batch  # noqa: E402
-from ssl_ops.shards.writer import FIXED_MTIME, sample_meta  # noqa: E402
+from ssl_ops.shards.tar import FIXED_MTIME  # noqa: E402
+from ssl_ops.shards.writer import sample_meta  # noqa: E402
 
 ZIP = ROOT.parent / "shared" / "datasets" / "cifar10-jpg" / "train.zip"
 DATA = ROOT / "bench" / "_data" / "cifar10-train"

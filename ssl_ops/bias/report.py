@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pyarrow as pa
 
 from data_contracts.contract import BiasRules

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
 
 from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar, normalise_path

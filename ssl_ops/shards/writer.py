@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ssl_ops.manifest import ATTR_PREFIX
-from ssl_ops.shards.tar import FIXED_MTIME, ShardTar  # noqa: F401  (FIXED_MTIME: part of the format)
+from ssl_ops.shards.tar import ShardTar
 
 INDEX_VERSION = 1
 SHARD_PATTERN = "shard-%06d.tar"

@@ -1,7 +1,6 @@
 """Ingestion of a batch folder: every awkward file gets a reason, nothing accepted is lost."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
