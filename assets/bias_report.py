@@ -17,7 +17,7 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
     b = contract.bias
     groups = {g: (r.min_share, r.values) for g, r in contract.groups.items()}
 
-    @dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["validated_images"],
+    @dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["raw_images", "validated_images"],
               check_specs=check_specs(contract, "bias_report", BIAS_CHECKS),
               description="Representation of group attributes against the contract's minimum shares, drift of "
                           "attributes and image statistics against earlier batches, near-duplicate clusters. "

@@ -12,7 +12,7 @@ from ssl_ops.manifest import read_manifest
 from ssl_ops.shards import shard_batch
 
 
-@dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["validated_images", "bias_report"],
+@dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["raw_images", "validated_images", "bias_report"],
           kinds={"webdataset"},
           description="Deterministic, atomic WebDataset tar shards of the accepted samples (original bytes + a .json "
                       "of attributes) with index.json (per shard: samples, bytes, sha256). Unchanged input is not "

@@ -29,7 +29,7 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
 
     t0 = time.time()
     outcomes = run_pipeline(s, select=select, only_batches=[b for b in (batches or "").split(",") if b] or None,
-                            log_level="DEBUG" if verbose else "CRITICAL")
+                            log_level="DEBUG" if verbose else "INFO")
     blocked = [(o, c) for o in outcomes for c in o.blocked]
     failed = [o for o in outcomes if o.errors]
     print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {s.home.root}; "

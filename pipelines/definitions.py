@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches, build_assets
 from data_contracts import load_contract
+from pipelines.console_log import sslpipe_console
 from pipelines.sensors import build_landing_sensor
 from pipelines.settings import Settings, resources_for
 
@@ -28,6 +29,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[ingest_batch, ingest_eval],
         sensors=[build_landing_sensor(ingest_batch)],
         resources=resources_for(settings),
+        loggers={"console": dg.colored_console_logger, "sslpipe_console": sslpipe_console},
     )
 
 

@@ -88,7 +88,7 @@ def _outcome(job: str, partition: str | None, result) -> RunOutcome:
 
 
 def run_pipeline(settings: Settings, select: str | list[str] | None = None, only_batches: list[str] | None = None,
-                 echo: Callable[[str], None] = print, log_level: str = "CRITICAL") -> list[RunOutcome]:
+                 echo: Callable[[str], None] = print, log_level: str = "INFO") -> list[RunOutcome]:
     selected = parse_selection(select)
     settings.export()
     instance = prepare_instance(settings)
@@ -99,7 +99,9 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
             raise SettingsError(f"batch(es) {missing} not found in {settings.home.landing}; present: {present}")
         present = [b for b in present if b in only_batches]
     defs = build_definitions(settings)
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    # verbose: Dagster's full event stream; otherwise only the assets' own messages (progress, findings)
+    logger = "console" if log_level == "DEBUG" else "sslpipe_console"
+    run_config: dict = {"loggers": {logger: {"config": {"log_level": log_level}}}}
     if settings.shards and "image_shards" in selected:
         run_config["ops"] = {"image_shards": {"config": settings.shards}}
     outcomes = []

@@ -19,7 +19,10 @@ def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images"}
-    assert graph.get(dg.AssetKey("image_shards")).parent_keys == {dg.AssetKey("validated_images"), dg.AssetKey("bias_report")}
+    # every per-batch asset reads raw_images' manifest: a direct edge keeps the order in any --select subset
+    assert graph.get(dg.AssetKey("image_shards")).parent_keys == {
+        dg.AssetKey("raw_images"), dg.AssetKey("validated_images"), dg.AssetKey("bias_report")}
+    assert dg.AssetKey("raw_images") in graph.get(dg.AssetKey("bias_report")).parent_keys
     contract = load_contract("unlabeled_images")
     specs = {s.key.name: s for s in graph.get(dg.AssetKey("validated_images")).check_keys and
              defs.resolve_assets_def("validated_images").check_specs}

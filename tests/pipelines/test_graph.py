@@ -71,6 +71,12 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     assert latest(instance, "image_shards", "b1")["index_digest"] == idx.digest
     assert version is not None
 
+    write(home / "landing" / "b1" / "late arrival.jpg", jpeg_bytes(777))  # new data in the batch:
+    run_pipeline(settings, select="raw_images,image_shards", only_batches=["b1"])  # a subset, not adjacent
+    grown = load_index(home / "shards" / "b1" / "index.json")
+    assert grown.samples == idx.samples + 1 and grown.digest != idx.digest  # shards were built from the new manifest
+    assert latest(instance, "image_shards", "b1")["reused"] is False
+
 
 def custom_contract(tmp_path, edit):
     from data_contracts.contract import CONTRACTS_DIR

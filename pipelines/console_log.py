@@ -1,0 +1,30 @@
+"""A concise console logger for `sslpipe run`: the assets' own messages (progress, findings), one per line,
+without Dagster's event stream, which the runner summarises itself and the UI shows in full."""
+
+import logging
+import sys
+
+import dagster as dg
+from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
+
+
+class _AssetMessagesOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        meta = getattr(record, LOG_RECORD_METADATA_ATTR, None)
+        if meta is None:
+            return True
+        if meta.get("dagster_event") is not None:
+            return False  # framework events: steps, materializations, failures
+        record.msg, record.args = meta.get("orig_message", record.msg), ()
+        return True
+
+
+@dg.logger(config_schema={"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+           description="The assets' own messages on stdout, without Dagster's event stream.")
+def sslpipe_console(init_context) -> logging.Logger:
+    logger = logging.Logger("sslpipe", level=init_context.logger_config["log_level"])
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_AssetMessagesOnly())
+    handler.setFormatter(logging.Formatter("    %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
