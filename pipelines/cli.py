@@ -39,7 +39,7 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
             print(f"BLOCKED: {c.asset}:{c.check} ({o.partition or 'global'}): {c.why}", file=sys.stderr)
         for o in failed:
             for e in o.errors:
-                print(f"FAILED: {o.job} ({o.partition or 'global'}): {e.splitlines()[0]}", file=sys.stderr)
+                print(f"FAILED: {o.job} ({o.partition or 'global'}): {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -69,6 +69,16 @@ def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Cal
     return [b for b in instance.get_dynamic_partitions(batches.name) if b in present]
 
 
+def root_cause(err) -> str:
+    """The innermost error of a Dagster error chain, as 'Class: message' (the library's own message)."""
+    if err is None:
+        return "failed"
+    while err.cause is not None:
+        err = err.cause
+    msg = err.message.strip()
+    return msg if msg.startswith(f"{err.cls_name}:") or err.cls_name in ("Failure",) else f"{err.cls_name}: {msg}"
+
+
 def _outcome(job: str, partition: str | None, result) -> RunOutcome:
     out = RunOutcome(job, partition, result.run_id, result.success)
     for ev in result.get_asset_check_evaluations():
@@ -81,7 +91,7 @@ def _outcome(job: str, partition: str | None, result) -> RunOutcome:
             err = ev.step_failure_data.error
             if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
                 continue  # already reported as a failed blocking check, with its reason
-            out.errors.append(f"{ev.step_key}: {err.message.strip() if err else 'failed'}")
+            out.errors.append(f"{ev.step_key}: {root_cause(err)}")
         elif ev.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             out.materialized.append(ev.asset_key.to_user_string())
     return out

@@ -43,9 +43,12 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         home = Home.resolve(overrides.pop("home", None), overrides.pop("landing", None), overrides.pop("eval_dir", None))
+        workers = os.environ.get("SSLPIPE_WORKERS", "0")
+        if not workers.isdigit():
+            raise SettingsError(f"SSLPIPE_WORKERS={workers!r}: a number of processes is expected (0 = all cores)")
         s = cls(home=home, contract=os.environ.get("SSLPIPE_CONTRACT", "unlabeled_images"),
                 eval_contract=os.environ.get("SSLPIPE_EVAL_CONTRACT", "eval_images"),
-                env=os.environ.get("SSLPIPE_ENV", "local"), workers=int(os.environ.get("SSLPIPE_WORKERS", "0")))
+                env=os.environ.get("SSLPIPE_ENV", "local"), workers=int(workers))
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.env not in ENVIRONMENTS:
             raise SettingsError(f"SSLPIPE_ENV={s.env!r} is not a known environment; known: {ENVIRONMENTS}")
@@ -68,14 +71,25 @@ class Settings:
         if unknown:
             raise SettingsError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(CONFIG_KEYS)}")
         shards = d.get("shards") or {}
+        if not isinstance(shards, dict):
+            raise SettingsError(f"{p}: shards must be a mapping such as {{max_samples: 2048}}, got {shards!r}")
         bad = sorted(set(shards) - set(ShardConfig.__dataclass_fields__))
         if bad:
             raise SettingsError(f"{p}: shards: unknown key(s) {bad}; allowed: {sorted(ShardConfig.__dataclass_fields__)}")
+        for k, v in shards.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "seed" else 1):
+                raise SettingsError(f"{p}: shards.{k} must be an integer >= {0 if k == 'seed' else 1}, got {v!r}")
+        workers = d.get("workers", self.workers)
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+            raise SettingsError(f"{p}: workers must be an integer >= 0 (0 = all cores), got {workers!r}")
+        for key in ("contract", "eval_contract"):
+            if key in d and not isinstance(d[key], str):
+                raise SettingsError(f"{p}: {key} must be a shipped contract name or a path to a YAML file, got {d[key]!r}")
         base = p.parent
         contract = d.get("contract", self.contract)
         eval_contract = d.get("eval_contract", self.eval_contract)
         return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
-                       workers=int(d.get("workers", self.workers)), shards=shards or self.shards, train=d.get("train"))
+                       workers=workers, shards=shards or self.shards, train=d.get("train"))
 
     def export(self) -> None:
         """Put these settings into the environment, where `dagster dev` and the definitions module read them."""

@@ -64,12 +64,17 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     ev = latest(instance, "eval_images")
     assert (ev["accepted"], ev["classes"]) == (12, 2) and ev["leakage"].startswith("no leakage")
 
-    version = instance.get_latest_data_version_record(dg.AssetKey("image_shards"), partition_key="b1")
+    def shard_version():
+        rec = instance.get_latest_data_version_record(dg.AssetKey("image_shards"), partition_key="b1")
+        return rec.asset_materialization.tags["dagster/data_version"]
+
+    version = shard_version()
+    assert version == idx.digest  # the index digest is the asset's data version
     again = run_pipeline(settings, select="raw_images,image_shards", only_batches=["b1"])
     assert [o.success for o in again] == [True]
     assert latest(instance, "image_shards", "b1")["reused"] is True
     assert latest(instance, "image_shards", "b1")["index_digest"] == idx.digest
-    assert version is not None
+    assert shard_version() == version  # unchanged data, unchanged data version
 
     write(home / "landing" / "b1" / "late arrival.jpg", jpeg_bytes(777))  # new data in the batch:
     run_pipeline(settings, select="raw_images,image_shards", only_batches=["b1"])  # a subset, not adjacent
@@ -111,6 +116,27 @@ def test_leakage_blocks(home, capsys):
     assert main(["run", "--home", str(home)]) == 1
     err = capsys.readouterr().err
     assert "BLOCKED: eval_images:leakage (global)" in err and "cat/0.jpg = b3/stolen.jpg" in err
+
+
+@pytest.mark.parametrize("config,needle", [
+    ("workers: two\n", "workers must be an integer"),
+    ("shards: 5\n", "shards must be a mapping"),
+    ("shards: {max_samples: abc}\n", "shards.max_samples must be an integer >= 1"),
+    ("shards: {max_samples: 0}\n", "shards.max_samples must be an integer >= 1"),
+    ("contract: 5\n", "contract must be a shipped contract name"),
+    ("colour: blue\n", "unknown key(s) ['colour']"),
+])
+def test_bad_config_files_exit_2_with_a_clear_message(home, tmp_path, capsys, config, needle):
+    (tmp_path / "bad.yaml").write_text(config)
+    assert main(["run", "--home", str(home), "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_a_step_error_shows_the_library_message(home, capsys):
+    (home / "landing" / "b1" / "metadata.csv").write_text("file;domain\ngood.jpg;photo\n")
+    assert main(["run", "--home", str(home), "--batches", "b1"]) == 1
+    err = capsys.readouterr().err
+    assert "MetadataError" in err and "no 'path' column" in err and "Add a 'path' column" in err
 
 
 @pytest.mark.parametrize("args,needle", [
