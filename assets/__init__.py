@@ -6,7 +6,8 @@ import dagster as dg
 
 from assets.bias_report import build_bias_report
 from assets.eval_images import build_eval_images
-from assets.image_shards import image_shards
+from assets.eval_leakage import build_eval_leakage
+from assets.image_shards import build_image_shards
 from assets.partitions import batches
 from assets.raw_images import build_raw_images
 from assets.resources import PipelineHome
@@ -17,9 +18,14 @@ BATCH_ASSETS = ("raw_images", "validated_images", "bias_report", "image_shards")
 GLOBAL_ASSETS = ("eval_images",)
 
 
-def build_assets(contract: Contract, eval_contract: Contract) -> list[dg.AssetsDefinition]:
-    return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract), image_shards,
-            build_eval_images(eval_contract)]
+def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: dict | None = None) -> list[dg.AssetsDefinition]:
+    return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract),
+            build_image_shards(eval_contract, shard_defaults), build_eval_images(eval_contract)]
 
 
-__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "PipelineHome", "batches", "build_assets"]
+def build_checks(eval_contract: Contract) -> list[dg.AssetChecksDefinition]:
+    """Checks that run on their own (not inside an asset's materialization)."""
+    return [build_eval_leakage(eval_contract)] if "leakage" in eval_contract.checks else []
+
+
+__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "PipelineHome", "batches", "build_assets", "build_checks"]

@@ -4,11 +4,12 @@
 import dagster as dg
 
 from assets.checks import check_result, check_specs
+from assets.gates import write_checks
 from assets.partitions import batches, earlier_batches
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from ssl_ops.bias import bias_report as make_report
-from ssl_ops.manifest import read_manifest
+from ssl_ops.manifest import read_manifest, table_digest
 
 BIAS_CHECKS = ("group_representation", "attribute_drift", "image_drift", "near_duplicates")
 
@@ -36,6 +37,8 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
         (out / "bias.md").write_text(md)
         flags = report.flags
         results = [check_result(contract, c, not flags[c], report.findings(c)) for c in BIAS_CHECKS if c in contract.checks]
+        write_checks(h, batch, "bias_report", table_digest(manifest), contract.label, results,
+                     {n: contract.blocking(n) for n in contract.checks})
         for c in BIAS_CHECKS:
             if flags[c]:
                 context.log.warning(f"bias_report[{batch}] {c}: {report.findings(c)}")

@@ -1,34 +1,24 @@
 """eval_images: the labeled evaluation set, ingested and contract-checked, with a blocking leakage check."""
 
 
-import json
-
 import dagster as dg
 
 from assets.checks import check_result, check_specs
-from assets.partitions import batches
 from assets.raw_images import limits_from, progress_logger
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from data_contracts.ge_suite import VALIDATION_CHECKS, validate_manifest
 from ssl_ops.evalset import eval_digest, scan_eval
 from ssl_ops.home import EVAL_BATCH
-from ssl_ops.leakage import empty_train_table, find_leaks
 from ssl_ops.manifest import write_table_atomic
 
 
-def sharded_batches(home: PipelineHome, instance: dg.DagsterInstance) -> list[str]:
-    h = home.paths()
-    return [b for b in instance.get_dynamic_partitions(batches.name) if h.shard_index_path(b).is_file()]
-
-
 def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
-    bits = contract.leakage_bits if contract.leakage_bits is not None else 4
 
     @dg.asset(group_name="eval", code_version="1", kinds={"parquet"},
-              check_specs=check_specs(contract, "eval_images", VALIDATION_CHECKS + ("leakage",)),
+              check_specs=check_specs(contract, "eval_images", VALIDATION_CHECKS),
               description=f"The labeled eval set (class folders or labels.csv), ingested and validated against "
-                          f"{contract.label}; leakage-checked against every training shard.")
+                          f"{contract.label}. Its leakage check (assets/eval_leakage.py) runs on its own.")
     def eval_images(context: dg.AssetExecutionContext, home: PipelineHome) -> dg.MaterializeResult:
         h = home.paths()
         if not h.eval_dir.is_dir():
@@ -46,17 +36,6 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
                 c = outcome.checks.get(name)
                 results.append(check_result(contract, name, c.passed if c else True,
                                             c.summary() if c else f"{name}: no rule in the contract applies"))
-        trained = sharded_batches(home, context.instance)
-        train = home.manifests(trained, ["sample_id", "batch", "path", "phash"]) or empty_train_table()
-        leaks = find_leaks(result.accepted, train, bits)
-        leak_file = h.report_dir(EVAL_BATCH) / "leakage.json"
-        leak_file.write_text(json.dumps(leaks.__dict__, indent=2))
-        why = leaks.summary() if leaks.passed else (
-            f"{leaks.summary()}. Every pair: {leak_file}. Remove those images from the eval set (or from the "
-            f"landing batches and re-run them) so that the model is not evaluated on what it trained on.")
-        if "leakage" in contract.checks:
-            results.append(check_result(contract, "leakage", leaks.passed, why,
-                                        exact=len(leaks.exact), near=len(leaks.near), batches_checked=trained))
         labels = result.accepted.column("attr_label").to_pylist()
         per_class = {k: labels.count(k) for k in sorted(set(labels))}
         groups = [c.removeprefix("attr_") for c in result.accepted.column_names if c.startswith("attr_") and c != "attr_label"]
@@ -66,7 +45,7 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
             metadata={"eval_digest": digest, "files_seen": result.seen, "accepted": result.accepted.num_rows,
                       "quarantined": result.quarantine.num_rows, "quarantine_reasons": result.reasons,
                       "labels_from": result.sidecar or "none", "classes": len(per_class), "per_class": per_class,
-                      "group_attributes": groups, "leakage": leaks.summary(),
+                      "group_attributes": groups,
                       "manifest": dg.MetadataValue.path(str(h.accepted_path(EVAL_BATCH))),
                       "data_docs": dg.MetadataValue.url(f"file://{outcome.docs_index}"),
                       "dagster/row_count": result.accepted.num_rows},

@@ -1,38 +1,64 @@
 """image_shards[batch]: WebDataset shards of the validated batch (ssl_ops.shards); the index digest is the data version."""
 
-
 import time
 
 import dagster as dg
 
-from assets.config import ShardRunConfig
+from assets.config import config_from_dataclass
+from assets.gates import require_gates_passed
 from assets.partitions import batches
 from assets.resources import PipelineHome
-from ssl_ops.manifest import read_manifest
-from ssl_ops.shards import shard_batch
+from data_contracts import Contract
+from ssl_ops.home import EVAL_BATCH
+from ssl_ops.leakage import copies_of_eval
+from ssl_ops.manifest import read_manifest, table_digest
+from ssl_ops.shards import ShardConfig, shard_batch
 
 
-@dg.asset(partitions_def=batches, group_name="data", code_version="1", deps=["raw_images", "validated_images", "bias_report"],
-          kinds={"webdataset"},
-          description="Deterministic, atomic WebDataset tar shards of the accepted samples (original bytes + a .json "
-                      "of attributes) with index.json (per shard: samples, bytes, sha256). Unchanged input is not "
-                      "re-sharded.")
-def image_shards(context: dg.AssetExecutionContext, config: ShardRunConfig, home: PipelineHome) -> dg.MaterializeResult:
-    h = home.paths()
-    batch = context.partition_key
-    manifest = read_manifest(h.accepted_path(batch))
-    t0 = time.perf_counter()
-    index = shard_batch(manifest, h.batch_dir(batch), h.shard_dir(batch), config.to_library(),
-                        progress=lambda d, n: context.log.info(f"image_shards[{batch}]: {d}/{n} samples"))
-    secs = time.perf_counter() - t0
-    context.log.info(f"image_shards[{batch}]: {index.samples} samples in {len(index.shards)} shard(s), "
-                     f"{'reused (input unchanged)' if index.reused else f'written in {secs:.1f}s'}")
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(index.digest),
-        metadata={"shards": len(index.shards), "samples": index.samples,
-                  "bytes": sum(s["bytes"] for s in index.shards), "index_digest": index.digest,
-                  "input_digest": index.input_digest, "reused": index.reused,
-                  "samples_per_second": round(index.samples / max(secs, 1e-9), 1) if not index.reused else 0.0,
-                  "index": dg.MetadataValue.path(str(h.shard_index_path(batch))),
-                  "dagster/row_count": index.samples},
-    )
+def eval_copies(h, batch: str, manifest, bits: int) -> list[dict]:
+    """This batch's images that are copies of eval images (sha256, or pHash within `bits`): never trained on."""
+    if not h.accepted_path(EVAL_BATCH).is_file():
+        return []
+    return copies_of_eval(read_manifest(h.accepted_path(EVAL_BATCH)), manifest, bits)
+
+
+def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = None) -> dg.AssetsDefinition:
+    """shard_defaults: the configured ShardConfig values (settings); the launchpad can still override them."""
+    ShardRunConfig = config_from_dataclass(ShardConfig, "ShardRunConfig", shard_defaults or {})
+    bits = eval_contract.leakage_bits if eval_contract.leakage_bits is not None else 4
+
+    @dg.asset(partitions_def=batches, group_name="data", code_version="1",
+              deps=["raw_images", "validated_images", "bias_report"], kinds={"webdataset"},
+              description="Deterministic, atomic WebDataset tar shards of the accepted samples (original bytes + a "
+                          ".json of attributes) with index.json (per shard: samples, bytes, sha256). Written only "
+                          "when the batch passed its blocking checks; copies of eval images are left out and listed; "
+                          "unchanged input is not re-sharded.")
+    def image_shards(context: dg.AssetExecutionContext, config: ShardRunConfig, home: PipelineHome) -> dg.MaterializeResult:
+        h = home.paths()
+        batch = context.partition_key
+        manifest = read_manifest(h.accepted_path(batch))
+        require_gates_passed(h, batch, table_digest(manifest))
+        exclude = eval_copies(h, batch, manifest, bits)
+        if exclude:
+            context.log.warning(f"image_shards[{batch}]: {len(exclude)} image(s) are copies of eval images and are left "
+                                f"out of the shards (listed in index.json 'excluded'), e.g. {exclude[0]['path']} ~ "
+                                f"eval {exclude[0]['matches']}")
+        t0 = time.perf_counter()
+        index = shard_batch(manifest, h.batch_dir(batch), h.shard_dir(batch), config.to_library(),
+                            progress=lambda d, n: context.log.info(f"image_shards[{batch}]: {d}/{n} samples"),
+                            exclude=exclude)
+        secs = time.perf_counter() - t0
+        context.log.info(f"image_shards[{batch}]: {index.samples} samples in {len(index.shards)} shard(s), "
+                         f"{'reused (input unchanged)' if index.reused else f'written in {secs:.1f}s'}")
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(index.digest),
+            metadata={"shards": len(index.shards), "samples": index.samples,
+                      "bytes": sum(s["bytes"] for s in index.shards), "index_digest": index.digest,
+                      "input_digest": index.input_digest, "reused": index.reused,
+                      "excluded_eval_copies": len(index.excluded),
+                      "samples_per_second": round(index.samples / max(secs, 1e-9), 1) if not index.reused else 0.0,
+                      "index": dg.MetadataValue.path(str(h.shard_index_path(batch))),
+                      "dagster/row_count": index.samples},
+        )
+
+    return image_shards

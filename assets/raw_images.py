@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from assets.gates import blocking_failures
 from assets.partitions import batches, earlier_batches
 from assets.resources import PipelineHome
 from data_contracts import Contract
@@ -39,7 +40,8 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
         if not folder.is_dir():
             raise dg.Failure(f"landing folder {folder} for batch {batch!r} is missing; it was registered as a "
                              f"partition but its files are gone. Restore it, or delete the partition.")
-        prior_batches = earlier_batches(context.instance, batch)
+        # Earlier batches that a blocking check rejected do not count: their images may land again, fixed.
+        prior_batches = [b for b in earlier_batches(context.instance, batch) if not blocking_failures(h, b)]
         prior = home.manifests(prior_batches, ["sample_id", "batch", "path"])
         prior_ids = ({} if prior is None else
                      {s: f"{b}/{p}" for s, b, p in zip(*(prior.column(c).to_pylist() for c in ("sample_id", "batch", "path")))})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches, build_assets
+from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches, build_assets, build_checks
 from data_contracts import load_contract
 from pipelines.console_log import sslpipe_console
 from pipelines.sensors import build_landing_sensor
@@ -15,6 +15,7 @@ from pipelines.settings import Settings, resources_for
 
 BATCH_JOB = "ingest_batch"
 EVAL_JOB = "ingest_eval"
+LEAKAGE_JOB = "check_eval_leakage"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -22,11 +23,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     eval_contract = load_contract(settings.eval_contract)
     ingest_batch = dg.define_asset_job(BATCH_JOB, selection=list(BATCH_ASSETS), partitions_def=batches,
                                        description="Ingest, validate, bias-check and shard one landing batch.")
-    ingest_eval = dg.define_asset_job(EVAL_JOB, selection=list(GLOBAL_ASSETS),
-                                      description="Ingest and check the labeled eval set, including leakage.")
+    checks = build_checks(eval_contract)
+    eval_sel = dg.AssetSelection.assets(*GLOBAL_ASSETS)
+    ingest_eval = dg.define_asset_job(EVAL_JOB, selection=eval_sel - dg.AssetSelection.checks(*checks),
+                                      description="Ingest the labeled eval set and run its contract checks.")
+    jobs = [ingest_batch, ingest_eval]
+    if checks:
+        jobs.append(dg.define_asset_job(LEAKAGE_JOB, selection=dg.AssetSelection.checks(*checks),
+                                        description="Check that no eval image is in any training shard."))
     return dg.Definitions(
-        assets=build_assets(contract, eval_contract),
-        jobs=[ingest_batch, ingest_eval],
+        assets=build_assets(contract, eval_contract, settings.shards),
+        asset_checks=checks,
+        jobs=jobs,
         sensors=[build_landing_sensor(ingest_batch)],
         resources=resources_for(settings),
         loggers={"console": dg.colored_console_logger, "sslpipe_console": sslpipe_console},

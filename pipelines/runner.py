@@ -2,8 +2,10 @@
 
     outcomes = run_pipeline(Settings.from_env(home=".sslpipe"), select=["raw_images", "image_shards"])
 
-New landing folders are registered as batch partitions; the per-batch assets run once per batch in
-arrival order (so duplicates are checked against earlier batches), then the global assets. Runs are
+New landing folders are registered as batch partitions. The eval set runs first (so that image_shards
+leaves copies of eval images out of every batch), then the per-batch assets once per batch in arrival
+order (so duplicates are checked against earlier batches), then the eval set's leakage check on the
+final shards. Runs are
 recorded in the instance, so they show in `dagster dev`. Failed checks are collected with their reason.
 """
 
@@ -15,7 +17,7 @@ from typing import Callable
 import dagster as dg
 
 from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches
-from pipelines.definitions import BATCH_JOB, EVAL_JOB, build_definitions
+from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, build_definitions
 from pipelines.sensors import landing_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance
 
@@ -76,7 +78,10 @@ def root_cause(err) -> str:
     while err.cause is not None:
         err = err.cause
     msg = err.message.strip()
-    return msg if msg.startswith(f"{err.cls_name}:") or err.cls_name in ("Failure",) else f"{err.cls_name}: {msg}"
+    head, sep, rest = msg.partition(": ")
+    if sep and head.split(".")[-1] == err.cls_name:  # "package.module.Class: text"
+        msg = rest
+    return msg if err.cls_name == "Failure" else f"{err.cls_name}: {msg}"
 
 
 def _outcome(job: str, partition: str | None, result) -> RunOutcome:
@@ -112,9 +117,16 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
     # verbose: Dagster's full event stream; otherwise only the assets' own messages (progress, findings)
     logger = "console" if log_level == "DEBUG" else "sslpipe_console"
     run_config: dict = {"loggers": {logger: {"config": {"log_level": log_level}}}}
-    if settings.shards and "image_shards" in selected:
-        run_config["ops"] = {"image_shards": {"config": settings.shards}}
     outcomes = []
+    glob_sel = [dg.AssetKey(a) for a in GLOBAL_ASSETS if a in selected]
+    if glob_sel:
+        echo(f"[global] running {', '.join(k.to_user_string() for k in glob_sel)}")
+        # the job's own selection (no asset_selection here: that would bring in every check of eval_images,
+        # the leakage check too, which must wait for the final shards)
+        r = defs.resolve_job_def(EVAL_JOB).execute_in_process(run_config=run_config, instance=instance,
+                                                              raise_on_error=False, tags={"sslpipe/command": "run"})
+        outcomes.append(_outcome(EVAL_JOB, None, r))
+        echo(_describe(outcomes[-1]))
     batch_sel = [dg.AssetKey(a) for a in BATCH_ASSETS if a in selected]
     if batch_sel:
         if not present:
@@ -127,13 +139,11 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
                                        tags={"sslpipe/command": "run"})
             outcomes.append(_outcome(BATCH_JOB, b, r))
             echo(_describe(outcomes[-1]))
-    glob_sel = [dg.AssetKey(a) for a in GLOBAL_ASSETS if a in selected]
-    if glob_sel:
-        echo(f"[global] running {', '.join(k.to_user_string() for k in glob_sel)}")
-        cfg = {k: v for k, v in run_config.items() if k != "ops"}
-        r = defs.resolve_job_def(EVAL_JOB).execute_in_process(run_config=cfg, instance=instance, asset_selection=glob_sel,
-                                                              raise_on_error=False, tags={"sslpipe/command": "run"})
-        outcomes.append(_outcome(EVAL_JOB, None, r))
+    if "eval_images" in selected and LEAKAGE_JOB in {j.name for j in defs.jobs}:
+        echo("[global] checking the eval set against every training shard")
+        r = defs.resolve_job_def(LEAKAGE_JOB).execute_in_process(run_config=run_config, instance=instance,
+                                                                 raise_on_error=False, tags={"sslpipe/command": "run"})
+        outcomes.append(_outcome(LEAKAGE_JOB, None, r))
         echo(_describe(outcomes[-1]))
     return outcomes
 

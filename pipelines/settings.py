@@ -7,6 +7,7 @@
     SSLPIPE_EVAL_CONTRACT  contract for the eval set (default eval_images)
     SSLPIPE_ENV            environment: "local" (default)
     SSLPIPE_WORKERS        ingestion processes, 0 = all cores (default 0)
+    SSLPIPE_CONFIG         a YAML config file (see Settings.with_config_file), applied over the above
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Settings:
     workers: int = 0  # ingestion processes; 0 = all cores
     shards: dict | None = None  # overrides of ssl_ops.shards.ShardConfig
     train: dict | None = None  # the training section, read by the pretraining asset (next issue)
+    config_file: str | None = None  # the YAML config applied, if any
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -50,6 +52,7 @@ class Settings:
                 eval_contract=os.environ.get("SSLPIPE_EVAL_CONTRACT", "eval_images"),
                 env=os.environ.get("SSLPIPE_ENV", "local"), workers=int(workers))
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        s = s.with_config_file(os.environ.get("SSLPIPE_CONFIG") or None)
         if s.env not in ENVIRONMENTS:
             raise SettingsError(f"SSLPIPE_ENV={s.env!r} is not a known environment; known: {ENVIRONMENTS}")
         return s
@@ -89,7 +92,8 @@ class Settings:
         contract = d.get("contract", self.contract)
         eval_contract = d.get("eval_contract", self.eval_contract)
         return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
-                       workers=workers, shards=shards or self.shards, train=d.get("train"))
+                       workers=workers, shards=shards or self.shards, train=d.get("train"),
+                       config_file=str(p.resolve()))
 
     def export(self) -> None:
         """Put these settings into the environment, where `dagster dev` and the definitions module read them."""
@@ -97,6 +101,10 @@ class Settings:
                            "SSLPIPE_EVAL": str(self.home.eval_dir), "SSLPIPE_CONTRACT": self.contract,
                            "SSLPIPE_EVAL_CONTRACT": self.eval_contract, "SSLPIPE_ENV": self.env,
                            "SSLPIPE_WORKERS": str(self.workers), "DAGSTER_HOME": str(self.home.dagster_home)})
+        if self.config_file:  # so that the definitions module (and `dagster dev` started from here) sees it too
+            os.environ["SSLPIPE_CONFIG"] = self.config_file
+        else:
+            os.environ.pop("SSLPIPE_CONFIG", None)
 
 
 def _relative(contract: str, base: Path) -> str:

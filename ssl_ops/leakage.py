@@ -30,7 +30,7 @@ class Leakage:
             return (f"no leakage: none of {self.eval_images} eval images is in the {self.train_images} training "
                     f"samples (sha256, or pHash within {self.max_bits} bits)")
         ex = ", ".join(f"{m['eval']} = {m['train']}" for m in (self.exact + self.near)[:5])
-        return f"{len(self.exact)} exact and {len(self.near)} near copies of eval images in training shards, e.g. {ex}"
+        return f"{len(self.exact)} exact and {len(self.near)} near copies of eval images among training images, e.g. {ex}"
 
 
 def find_leaks(eval_manifest: pa.Table, train: pa.Table, max_bits: int) -> Leakage:
@@ -58,3 +58,23 @@ def empty_train_table() -> pa.Table:
                      "path": pa.array([], pa.string()), "phash": pa.array([], pa.uint64())})
 
 
+
+
+def copies_of_eval(eval_manifest: pa.Table, train: pa.Table, max_bits: int) -> list[dict]:
+    """Every training row that is a copy of some eval image: [{"sample_id", "path", "reason", "matches", "bits"}].
+
+    The other direction from find_leaks (which reports each eval image once): here each training image
+    appears once, with its closest eval image, so that all copies can be left out of training.
+    """
+    if not train.num_rows or not eval_manifest.num_rows:
+        return []
+    e_by_id = dict(zip(eval_manifest.column("sample_id").to_pylist(), eval_manifest.column("path").to_pylist()))
+    e_paths = eval_manifest.column("path").to_pylist()
+    t_ids, t_paths = train.column("sample_id").to_pylist(), train.column("path").to_pylist()
+    best: dict[int, tuple[str, int]] = {i: (e_by_id[s], 0) for i, s in enumerate(t_ids) if s in e_by_id}
+    exact = set(best)
+    for t, e, d in near_pairs(eval_manifest.column("phash").to_numpy(), max_bits, query=train.column("phash").to_numpy()):
+        if int(t) not in exact and (int(t) not in best or d < best[int(t)][1]):
+            best[int(t)] = (e_paths[e], int(d))
+    return [{"sample_id": t_ids[i], "path": t_paths[i], "reason": "eval_copy_exact" if i in exact else "eval_copy_near",
+             "matches": m, "bits": d} for i, (m, d) in sorted(best.items())]

@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ssl_ops.manifest import ATTR_PREFIX
 from ssl_ops.shards.tar import ShardTar
@@ -50,6 +51,7 @@ class ShardIndex:
     input_digest: str  # sha256 of what was sharded (sample ids, attributes, config)
     digest: str  # sha256 of the shard list: the asset's data version
     config: dict
+    excluded: list = field(default_factory=list)  # [{"sample_id", "path", "reason", ...}] left out of the shards
     reused: bool = False  # True when the shards on disk were kept as they were
 
     def to_json(self) -> str:
@@ -116,8 +118,15 @@ def _intact(index: ShardIndex, out_dir: Path) -> bool:
 
 
 def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: ShardConfig = ShardConfig(),
-                progress: Callable[[int, int], None] | None = None) -> ShardIndex:
-    """Shard the accepted samples of one batch (a manifest table) from their landing files."""
+                progress: Callable[[int, int], None] | None = None, exclude: list[dict] | None = None) -> ShardIndex:
+    """Shard the accepted samples of one batch (a manifest table) from their landing files.
+
+    exclude: samples to leave out, each {"sample_id", "reason", ...}; they are listed in the index.
+    """
+    exclude = sorted(exclude or [], key=lambda e: e["sample_id"])
+    if exclude:
+        drop = pa.array([e["sample_id"] for e in exclude])
+        manifest = manifest.filter(pc.invert(pc.is_in(manifest.column("sample_id"), value_set=drop)))
     attrs = sorted(n[len(ATTR_PREFIX):] for n in manifest.column_names if n.startswith(ATTR_PREFIX))
     cols = ["sample_id", "batch", "path", "format", "width", "height", "mode"] + [ATTR_PREFIX + a for a in attrs]
     rows = manifest.select(cols).to_pydict()
@@ -129,7 +138,7 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
     order = np.argsort(np.array(rows["sample_id"], dtype=object), kind="stable")
     order = order[np.random.default_rng(config.seed).permutation(n)] if n else order
     metas = [sample_meta(rows, int(i), attrs) for i in order]
-    h = hashlib.sha256(_JSON.encode({"version": INDEX_VERSION, "config": asdict(config)}).encode())
+    h = hashlib.sha256(_JSON.encode({"version": INDEX_VERSION, "config": asdict(config), "excluded": exclude}).encode())
     for m in metas:
         h.update(m)
         h.update(b"\n")
@@ -188,7 +197,7 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
         os.replace(tmp, out_dir / s["name"])
 
     index = ShardIndex(batch=batch, shards=shards, samples=n, input_digest=input_digest,
-                       digest=_digest({"batch": batch, "shards": shards}), config=asdict(config))
+                       digest=_digest({"batch": batch, "shards": shards}), config=asdict(config), excluded=exclude)
     tmp_index = out_dir / f".index.json.{os.getpid()}.tmp"
     tmp_index.write_text(index.to_json())
     os.replace(tmp_index, index_path)

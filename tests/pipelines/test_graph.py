@@ -39,13 +39,14 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     settings = Settings.from_env(home=home, workers=1)
     outcomes = run_pipeline(settings)
     assert [(o.job, o.partition, o.success) for o in outcomes] == [
-        ("ingest_batch", "b1", True), ("ingest_batch", "b2", True), ("ingest_eval", None, True)]
+        ("ingest_eval", None, True), ("ingest_batch", "b1", True), ("ingest_batch", "b2", True),
+        ("check_eval_leakage", None, True)]
     assert "skipping landing/empty-batch: empty folder" in capsys.readouterr().out
     assert not [c for o in outcomes for c in o.blocked]
 
     instance = prepare_instance(settings)
     assert list(instance.get_dynamic_partitions("batches")) == ["b1", "b2"]
-    assert len(instance.get_run_records()) == 3  # visible in `dagster dev`
+    assert len(instance.get_run_records()) == 4  # visible in `dagster dev`
     m1 = latest(instance, "raw_images", "b1")
     assert (m1["files_seen"], m1["accepted"], m1["quarantined"], m1["accounted_for"]) == (12, 6, 6, True)
     assert m1["quarantine_reasons"] == {"decompression_bomb": 1, "duplicate": 1, "empty": 1, "not_an_image": 1,
@@ -62,7 +63,9 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     assert json.loads((home / "reports" / "b1" / "validation.json").read_text())["success"] is True
     assert "near_duplicates" in (home / "reports" / "b2" / "bias.md").read_text()
     ev = latest(instance, "eval_images")
-    assert (ev["accepted"], ev["classes"]) == (12, 2) and ev["leakage"].startswith("no leakage")
+    assert (ev["accepted"], ev["classes"]) == (12, 2)
+    leak = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
+    assert leak["batches_checked"] == ["b1", "b2"] and leak["exact"] == leak["near"] == []
 
     def shard_version():
         rec = instance.get_latest_data_version_record(dg.AssetKey("image_shards"), partition_key="b1")
@@ -76,8 +79,11 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     assert latest(instance, "image_shards", "b1")["index_digest"] == idx.digest
     assert shard_version() == version  # unchanged data, unchanged data version
 
-    write(home / "landing" / "b1" / "late arrival.jpg", jpeg_bytes(777))  # new data in the batch:
-    run_pipeline(settings, select="raw_images,image_shards", only_batches=["b1"])  # a subset, not adjacent
+    write(home / "landing" / "b1" / "late arrival.jpg", jpeg_bytes(777))  # new data in the batch, and a subset
+    stale = run_pipeline(settings, select="raw_images,image_shards", only_batches=["b1"])  # that skips validation
+    assert "validated_images last ran on an older manifest" in stale[0].errors[0]
+    assert load_index(home / "shards" / "b1" / "index.json").digest == idx.digest  # nothing unvalidated was sharded
+    run_pipeline(settings, only_batches=["b1"], select="raw_images,validated_images,bias_report,image_shards")
     grown = load_index(home / "shards" / "b1" / "index.json")
     assert grown.samples == idx.samples + 1 and grown.digest != idx.digest  # shards were built from the new manifest
     assert latest(instance, "image_shards", "b1")["reused"] is False
@@ -111,11 +117,40 @@ def test_a_warning_check_does_not_block(home, tmp_path, capsys):
     assert [s["samples"] for s in idx.shards] == [3, 3]  # the config's shard size was used
 
 
-def test_leakage_blocks(home, capsys):
+def test_leakage_blocks_in_both_directions(home, capsys):
     write(home / "landing" / "b3" / "stolen.jpg", (home / "eval" / "cat" / "0.jpg").read_bytes())
-    assert main(["run", "--home", str(home)]) == 1
+    write(home / "landing" / "b3" / "fine.jpg", jpeg_bytes(4242))
+    assert main(["run", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    # the eval set runs first, so a copy of one of its images is left out of the batch's shards (and listed)
+    idx = load_index(home / "shards" / "b3" / "index.json")
+    assert idx.samples == 1 and [(e["path"], e["matches"], e["reason"]) for e in idx.excluded] == [
+        ("stolen.jpg", "cat/0.jpg", "eval_copy_exact")]
+    assert "1 image(s) are copies of eval images and are left out of the shards" in out
+    # an eval image added after its twin was sharded is caught by the eval set's leakage check
+    write(home / "eval" / "dog" / "copy.jpg", (home / "landing" / "b2" / "new 0.jpg").read_bytes())
+    assert main(["run", "--home", str(home), "--select", "eval_images"]) == 1
     err = capsys.readouterr().err
-    assert "BLOCKED: eval_images:leakage (global)" in err and "cat/0.jpg = b3/stolen.jpg" in err
+    assert "BLOCKED: eval_images:leakage (global)" in err and "dog/copy.jpg = b2/new 0.jpg" in err
+
+
+def test_a_blocked_batch_is_not_sharded_by_a_later_partial_run(home, tmp_path, capsys):
+    cfg = custom_contract(tmp_path, lambda t: t.replace("required: []", "required: [site]"))
+    assert main(["run", "--home", str(home), "--config", str(cfg), "--batches", "b2"]) == 1
+    capsys.readouterr()
+    assert main(["run", "--home", str(home), "--config", str(cfg), "--batches", "b2", "--select", "image_shards"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED: ingest_batch (b2): image_shards: batch 'b2' failed blocking check(s), so it is not sharded: " \
+           "validated_images:required_attributes" in err
+    assert not (home / "shards" / "b2").exists()
+
+
+def test_images_of_a_blocked_batch_may_land_again(home, tmp_path):
+    cfg = custom_contract(tmp_path, lambda t: t.replace("required: []", "required: [site]"))  # b1 has no site
+    assert main(["run", "--home", str(home), "--config", str(cfg), "--batches", "b1"]) == 1
+    main(["run", "--home", str(home), "--batches", "b2", "--select", "raw_images"])
+    q = read_manifest(home / "manifests" / "b2" / "quarantine.parquet")
+    assert q.num_rows == 0  # again.jpg repeats b1's good.jpg, but b1 was rejected: not a duplicate
 
 
 @pytest.mark.parametrize("config,needle", [
