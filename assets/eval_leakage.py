@@ -28,7 +28,7 @@ def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[p
         index = load_index(h.shard_index_path(b))
         if index is None or not h.accepted_path(b).is_file():
             continue
-        t = read_manifest(h.accepted_path(b), ["sample_id", "batch", "path", "phash"])
+        t = read_manifest(h.accepted_path(b), ["sample_id", "batch", "path", "phash", "contrast"])
         if index.excluded:
             t = t.filter(pc.invert(pc.is_in(t.column("sample_id"), value_set=pa.array([e["sample_id"] for e in index.excluded]))))
         tables.append(t)

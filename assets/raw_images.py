@@ -13,7 +13,8 @@ from ssl_ops.manifest import table_digest, write_table_atomic
 
 def limits_from(contract: Contract) -> ImageLimits:
     im = contract.images
-    return ImageLimits(min_side=im.min_side, max_side=im.max_side, max_pixels=im.max_pixels, max_bytes=im.max_bytes)
+    return ImageLimits(min_side=im.min_side, max_side=im.max_side, max_pixels=im.max_pixels, max_bytes=im.max_bytes,
+                       formats=im.formats, modes=im.modes)
 
 
 def progress_logger(log, what: str, every: float = 0.1):

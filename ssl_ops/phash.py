@@ -10,6 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 _N = 32
+# Std of the 32x32 luminance (0..255) below which an image is flat (blank frames, solid fills): all its AC
+# coefficients are ~0, so its hash is the same for every flat image and says nothing. Such images are left
+# out of near-duplicate and near-copy searches (exact copies are still found by sha256).
+FLAT_CONTRAST = 2.0
+
+
+def hashable(contrast) -> np.ndarray:
+    """Mask of rows whose pHash is meaningful (not flat)."""
+    return np.asarray(contrast, dtype=np.float64) >= FLAT_CONTRAST
 
 
 def _dct_matrix(n: int) -> np.ndarray:

@@ -51,8 +51,9 @@ class BiasReport:
             bad = [f"{d.feature} psi={d.psi:.3f} p={d.p_value:.2g}" for d in ds if d.drifted]
             return "; ".join(bad) or f"no drift in {len(ds)} feature(s) (max psi {max(d.psi for d in ds):.3f})"
         nd = self.near_duplicates
+        flat = f"; {nd.flat_images} flat image(s) not compared" if nd.flat_images else ""
         return (f"{nd.images_in_clusters} of {self.images} images ({nd.share:.1%}) in {len(nd.clusters)} near-duplicate "
-                f"cluster(s) at <= {nd.max_bits} bits; {len(nd.cross_batch)} near copies of earlier batches")
+                f"cluster(s) at <= {nd.max_bits} bits; {len(nd.cross_batch)} near copies of earlier batches{flat}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -122,5 +123,7 @@ def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thre
                  if ref_n else None)
     nd = near_duplicates(paths, manifest.column("phash").to_numpy(), thresholds.near_duplicate_bits,
                          thresholds.near_duplicate_max_share, ref_names,
-                         reference.column("phash").to_numpy() if ref_n else None)
+                         reference.column("phash").to_numpy() if ref_n else None,
+                         contrast=manifest.column("contrast").to_numpy(),
+                         ref_contrast=reference.column("contrast").to_numpy() if ref_n else None)
     return BiasReport(batch, manifest.num_rows, ref_batches, ref_n, shares, attr_drift, img_drift, nd, notes)

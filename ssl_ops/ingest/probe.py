@@ -19,7 +19,9 @@ THUMB = 32  # side of the grayscale thumbnail used for the perceptual hash and i
 # Every quarantine reason, with what it means. Tests and reports rely on these names.
 REASONS = {
     "empty": "zero-byte file",
-    "unreadable": "the file could not be read (permissions, I/O error) or its name is not valid UTF-8",
+    "unreadable": "the file could not be read (permissions, I/O error, broken link) or its name is not valid UTF-8",
+    "not_a_file": "a link to a folder, a FIFO, a socket or a device: not a regular file",
+    "unsupported_format": "an image, but in a format or mode the contract does not accept",
     "not_an_image": "no image format recognised in the bytes",
     "truncated": "the image data ends early",
     "undecodable": "the header parsed but the pixel data could not be decoded",
@@ -39,6 +41,8 @@ class ImageLimits:
     max_side: int = 16384  # px; larger width or height -> too_large
     max_pixels: int = 64_000_000  # width*height above this -> decompression_bomb (never decoded)
     max_bytes: int = 64 * 2**20  # bytes; larger files -> too_large (never decoded)
+    formats: tuple[str, ...] = ()  # accepted PIL formats (JPEG, PNG, ...); empty: any
+    modes: tuple[str, ...] = ()  # accepted PIL modes (RGB, L, ...); empty: any
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ def probe_image(data: bytes, limits: ImageLimits) -> Accepted | Rejected:
         reason = "truncated" if isinstance(e, EOFError) or "truncated" in str(e).lower() else "undecodable"
         return Rejected(reason, f"header: {type(e).__name__}: {e}")
     fmt, (w, h), mode = im.format or "UNKNOWN", im.size, im.mode
+    if limits.formats and fmt not in limits.formats:
+        return Rejected("unsupported_format", f"format {fmt} is not one of {', '.join(limits.formats)}")
+    if limits.modes and mode not in limits.modes:
+        return Rejected("unsupported_format", f"mode {mode} ({fmt}) is not one of {', '.join(limits.modes)}")
     if w * h > limits.max_pixels:
         return Rejected("decompression_bomb", f"{w}x{h} = {w * h} px > max_pixels {limits.max_pixels}")
     if min(w, h) < limits.min_side:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
+import stat
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -50,23 +51,23 @@ class ScanResult:
 
 
 def list_batch_files(batch_dir: Path, skip: tuple[str, ...] = SIDECARS) -> list[str]:
-    """Relative '/'-paths of all regular files under batch_dir, sorted; top-level sidecars excluded.
+    """Relative '/'-paths of every entry under batch_dir that is not a folder, sorted; top-level sidecars excluded.
 
-    Symlinked folders are not followed (no cycles). Names that are not valid UTF-8 are kept in
-    surrogate-escaped form so that they can be reported and quarantined.
+    Links to folders are listed, not followed (no cycles; they are quarantined as not_a_file). Broken links,
+    FIFOs and sockets are listed too, so that every entry is accounted for. Names that are not valid UTF-8
+    are kept in surrogate-escaped form so that they can be reported and quarantined.
     """
     if not batch_dir.is_dir():
         raise FileNotFoundError(f"batch folder {batch_dir} does not exist")
     out = []
     for dirpath, dirnames, filenames in os.walk(batch_dir, followlinks=False):
-        dirnames.sort()
         rel_dir = os.path.relpath(dirpath, batch_dir)
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = sorted(d for d in dirnames if d not in links)
+        for name in filenames + links:
             if rel_dir == "." and name in skip:
                 continue
-            if os.path.isfile(os.path.join(dirpath, name)):
-                out.append(rel)
+            out.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
     return sorted(out)
 
 
@@ -86,11 +87,17 @@ def _probe_chunk(root: str, rels: list[str], limits: ImageLimits) -> tuple[list,
             shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             bad.append((shown, None, None, "unreadable", "file name is not valid UTF-8; rename the file"))
             continue
+        path = os.path.join(root, rel)
         try:
-            with open(os.path.join(root, rel), "rb") as f:
+            mode = os.stat(path).st_mode  # follows links; never open a FIFO (it would block)
+            if not stat.S_ISREG(mode):
+                bad.append((rel, None, None, "not_a_file", _not_a_file(path, mode)))
+                continue
+            with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:
-            bad.append((rel, None, None, "unreadable", f"{type(e).__name__}: {e.strerror or e}"))
+            why = "broken symbolic link" if os.path.islink(path) else f"{type(e).__name__}: {e.strerror or e}"
+            bad.append((rel, None, None, "unreadable", why))
             continue
         sha = hashlib.sha256(data).hexdigest()
         r = probe_image(data, limits)
@@ -105,6 +112,13 @@ def _probe_chunk(root: str, rels: list[str], limits: ImageLimits) -> tuple[list,
         for row, m, s, h in zip(ok, flat.mean(1).tolist(), flat.std(1).tolist(), phash64(g).tolist()):
             row += [m, s, h]
     return ok, bad
+
+
+def _not_a_file(path: str, mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a link to a folder: links to folders are not followed; copy the files into the batch instead"
+    kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device or special file"
+    return f"a {kind}, not a regular file"
 
 
 def _chunks(items: list, n: int):

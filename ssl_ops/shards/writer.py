@@ -112,9 +112,18 @@ class _HashingFile:
         self.f.close()
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _intact(index: ShardIndex, out_dir: Path) -> bool:
+    """Every shard the index names is on disk with its size and sha256 (a damaged shard is rewritten)."""
     return all((out_dir / s["name"]).is_file() and (out_dir / s["name"]).stat().st_size == s["bytes"]
-               for s in index.shards)
+               and _file_sha256(out_dir / s["name"]) == s["sha256"] for s in index.shards)
 
 
 def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: ShardConfig = ShardConfig(),

@@ -70,3 +70,20 @@ def test_report_end_to_end():
     assert "domain=y 10.0% < 20%" in md and "| brightness |" in md
     first = bias_report("a", ref, None, BiasRules(), {"domain": (0.2, ())})
     assert not first.flags["image_drift"] and "drift not measured" in first.findings("image_drift")
+
+
+def test_flat_images_are_not_near_duplicates_of_each_other():
+    import time
+
+    from ssl_ops.bias.near_duplicates import near_duplicates
+
+    n = 6000  # blank frames all hash alike: compared pairwise they would take minutes and gigabytes
+    contrast = np.zeros(n)
+    contrast[:10] = 30.0
+    hashes = np.zeros(n, np.uint64)
+    hashes[:10] = np.random.default_rng(0).integers(0, 2**63, 10, dtype=np.uint64)  # 10 textured images...
+    hashes[1] = hashes[0]  # ...two of them near copies
+    t = time.perf_counter()
+    nd = near_duplicates([f"{i}.png" for i in range(n)], hashes, 4, 0.05, contrast=contrast)
+    assert time.perf_counter() - t < 5
+    assert nd.clusters == [["0.png", "1.png"]] and nd.flat_images == n - 10 and not nd.flagged

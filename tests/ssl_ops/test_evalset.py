@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagefiles import jpeg_bytes, write
+from imagefiles import jpeg_bytes, png_bytes, write
 from ssl_ops.evalset import eval_digest, scan_eval
 from ssl_ops.ingest import ImageLimits, scan_batch
 from ssl_ops.ingest.metadata import MetadataError
-from ssl_ops.leakage import find_leaks
+from ssl_ops.leakage import copies_of_eval, find_leaks
 
 
 def test_class_folders(tmp_path):
@@ -65,3 +65,16 @@ def test_leakage_by_bytes_and_by_near_copy(tmp_path):
     assert [m["train"] for m in leaks.near] == ["b1/t2.png"] and not leaks.passed
     assert "1 exact and 1 near" in leaks.summary()
     assert find_leaks(ev, train.slice(2), max_bits=4).passed
+
+
+def test_flat_images_leak_only_by_identical_bytes(tmp_path):
+    write(tmp_path / "train" / "grey.png", png_bytes("L", value=128))
+    write(tmp_path / "train" / "white.png", png_bytes("L", value=250))
+    write(tmp_path / "ev" / "a" / "dark.png", png_bytes("L", value=10))  # flat too, different bytes: not a copy
+    write(tmp_path / "ev" / "a" / "same grey.png", png_bytes("L", value=128))  # the same bytes: a copy
+    train = scan_batch(tmp_path / "train", "b1", ImageLimits(), workers=1).accepted
+    ev = scan_eval(tmp_path / "ev", ImageLimits(), workers=1).accepted
+    assert len(set(train.column("phash").to_pylist() + ev.column("phash").to_pylist())) == 1  # flat: one hash
+    leaks = find_leaks(ev, train, max_bits=4)
+    assert [(m["eval"], m["train"]) for m in leaks.exact] == [("a/same grey.png", "b1/grey.png")] and leaks.near == []
+    assert [(c["path"], c["reason"]) for c in copies_of_eval(ev, train, 4)] == [("grey.png", "eval_copy_exact")]

@@ -148,7 +148,36 @@ def test_listing_is_sorted_skips_sidecars_and_does_not_follow_dir_links(tmp_path
     write(d / "a" / "metadata.csv", b"nested sidecar names are ordinary files")
     (d / "metadata.csv").write_text("path\n")
     os.symlink(d, d / "loop")
-    assert list_batch_files(d) == ["a/metadata.csv", "z.jpg"]
+    assert list_batch_files(d) == ["a/metadata.csv", "loop", "z.jpg"]  # the link is listed (and quarantined), not walked
+
+
+def test_links_fifos_and_broken_links_are_accounted_for(tmp_path):
+    d = tmp_path / "b"
+    write(d / "real.jpg", jpeg_bytes(1))
+    write(tmp_path / "elsewhere" / "x.jpg", jpeg_bytes(2))
+    os.symlink(tmp_path / "elsewhere", d / "linked folder")
+    os.symlink(tmp_path / "elsewhere" / "x.jpg", d / "linked.jpg")  # a link to a file is read through
+    os.symlink(tmp_path / "gone.jpg", d / "broken.jpg")
+    os.mkfifo(d / "pipe.jpg")
+    r = scan_batch(d, "b", ImageLimits(), workers=1)
+    assert outcome(r) == {"real.jpg": "accepted", "linked.jpg": "accepted", "linked folder": "not_a_file",
+                          "broken.jpg": "unreadable", "pipe.jpg": "not_a_file"}
+    assert r.seen == 5 == r.accepted.num_rows + r.quarantine.num_rows
+    details = dict(zip(r.quarantine.column("path").to_pylist(), r.quarantine.column("detail").to_pylist()))
+    assert "links to folders are not followed" in details["linked folder"] and "FIFO" in details["pipe.jpg"]
+    assert details["broken.jpg"] == "broken symbolic link"
+
+
+def test_formats_and_modes_outside_the_contract_are_quarantined_per_file(tmp_path):
+    d = tmp_path / "b"
+    write(d / "ok.jpg", jpeg_bytes(1))
+    Image.new("RGB", (20, 20)).save(d / "pic.ppm")
+    Image.fromarray(np.zeros((20, 20), np.float32)).save(d / "float.tiff")
+    lim = ImageLimits(formats=("JPEG", "PNG", "TIFF"), modes=("RGB", "L"))
+    r = scan_batch(d, "b", lim, workers=1)
+    assert outcome(r) == {"ok.jpg": "accepted", "pic.ppm": "unsupported_format", "float.tiff": "unsupported_format"}
+    details = dict(zip(r.quarantine.column("path").to_pylist(), r.quarantine.column("detail").to_pylist()))
+    assert details["pic.ppm"].startswith("format PPM is not one of") and details["float.tiff"].startswith("mode F")
 
 
 def test_phash_is_stable_under_reencoding(tmp_path):

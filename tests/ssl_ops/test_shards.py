@@ -73,8 +73,11 @@ def test_unchanged_input_is_reused_and_changed_input_rewritten(batch, tmp_path):
     smaller = shard_batch(manifest.slice(0, 5), d, out, ShardConfig(max_samples=10))
     assert not smaller.reused and smaller.samples == 5
     assert sorted(p.name for p in out.glob("*.tar")) == ["shard-000000.tar"]  # stale shards removed
-    (out / "shard-000000.tar").write_bytes(b"damaged")
-    assert not shard_batch(manifest.slice(0, 5), d, out, ShardConfig(max_samples=10)).reused
+    data = bytearray((out / "shard-000000.tar").read_bytes())
+    data[700] ^= 0xFF  # one flipped byte inside a member, same size
+    (out / "shard-000000.tar").write_bytes(bytes(data))
+    rewritten = shard_batch(manifest.slice(0, 5), d, out, ShardConfig(max_samples=10))
+    assert not rewritten.reused and rewritten.digest == smaller.digest  # rebuilt, byte-identical to before
 
 
 def test_a_failure_midway_leaves_no_partial_shard_and_the_old_index(batch, tmp_path, monkeypatch):
