@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.ingest.metadata import MetadataError, Sidecar, load_sidecar, normalise_path
 from ssl_ops.ingest.probe import ImageLimits
 from ssl_ops.ingest.scan import Progress, ScanResult, list_batch_files, scan_batch
-from ssl_ops.manifest import ATTR_PREFIX, QUARANTINE_SCHEMA, table_digest
+from ssl_ops.manifest import ATTR_PREFIX, table_digest
 
 LABELS_CSV = "labels.csv"
 
@@ -42,23 +40,11 @@ def scan_eval(eval_dir: Path, limits: ImageLimits, workers: int | None = None,
               progress: Progress | None = None) -> ScanResult:
     if not eval_dir.is_dir():
         raise FileNotFoundError(f"eval folder {eval_dir} does not exist: put class folders or labels.csv + images there")
-    r = scan_batch(eval_dir, EVAL_BATCH, limits, prior={}, workers=workers, sidecar=eval_sidecar(eval_dir),
-                   progress=progress, skip=(LABELS_CSV,))
-    unlabeled = pc.is_null(r.accepted.column(ATTR_PREFIX + "label"))
-    if pc.any(unlabeled).as_py():
-        bad = r.accepted.filter(unlabeled)
-        n = bad.num_rows
-        extra = pa.table({"batch": bad.column("batch"), "path": bad.column("path"), "bytes": bad.column("bytes"),
-                          "sample_id": bad.column("sample_id"), "reason": pa.array(["unlabeled"] * n),
-                          "detail": pa.array(["no label for this image"] * n), "duplicate_of": pa.nulls(n, pa.string())},
-                         schema=QUARANTINE_SCHEMA)
-        r.quarantine = pa.concat_tables([r.quarantine, extra]).sort_by("path")
-        r.accepted = r.accepted.filter(pc.invert(unlabeled))
-        r.files_without_metadata = [p for p in r.files_without_metadata if p not in set(bad.column("path").to_pylist())]
-    return r
+    return scan_batch(eval_dir, EVAL_BATCH, limits, prior={}, workers=workers, sidecar=eval_sidecar(eval_dir),
+                      progress=progress, skip=(LABELS_CSV,), require="label")
 
 
-def eval_digest(accepted: pa.Table) -> str:
+def eval_digest(accepted) -> str:
     """Digest of the eval set's content: sample ids with their labels and groups, in id order."""
     cols = ["sample_id"] + sorted(c for c in accepted.column_names if c.startswith(ATTR_PREFIX))
     return table_digest(accepted.select(cols).sort_by("sample_id"))

@@ -10,6 +10,7 @@ Structural problems (no `path` column, a path listed twice, bad JSON, both files
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import unicodedata
@@ -61,9 +62,10 @@ def _add(rows: dict, path: str | None, values: dict, where: Path, line: int) -> 
 
 
 def _clean(v) -> str | None:
+    """An attribute value as text: None and blanks are missing; JSON true/false/numbers/objects as JSON."""
     if v is None:
         return None
-    s = str(v).strip()
+    s = v.strip() if isinstance(v, str) else json.dumps(v, sort_keys=True)
     return s or None
 
 
@@ -74,31 +76,39 @@ def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS) -> Sidecar:
     if not present:
         return Sidecar(None, [])
     where = batch_dir / present[0]
+    try:
+        text = where.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise MetadataError(f"{where}: not UTF-8 (byte {e.start}); save it as UTF-8 (in Excel: CSV UTF-8)") from None
     rows: dict[str, dict[str, str | None]] = {}
     if where.suffix == ".csv":
-        with open(where, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            attrs = _check_names(list(reader.fieldnames or []), where)
-            for i, r in enumerate(reader, start=2):
-                if None in r:
-                    raise MetadataError(f"{where}:{i}: more values than columns")
-                _add(rows, r.get("path"), {a: _clean(r.get(a)) for a in attrs}, where, i)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [h.strip() for h in next(reader, [])]
+        attrs = _check_names(header, where)
+        for i, values in enumerate(reader, start=2):
+            if not any(v.strip() for v in values):
+                continue  # blank lines and spreadsheet rows of empty cells
+            if len(values) > len(header):
+                raise MetadataError(f"{where}:{i}: {len(values)} values for {len(header)} columns")
+            r = dict(zip(header, values))
+            _add(rows, (r.get("path") or "").strip(), {a: _clean(r.get(a)) for a in attrs}, where, i)
         return Sidecar(present[0], attrs, rows)
     attrs: list[str] = []
-    with open(where, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MetadataError(f"{where}:{i}: not JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise MetadataError(f"{where}:{i}: each line must be a JSON object")
-            for k in obj:
-                if k != "path" and k not in attrs:
-                    attrs.append(k)
-            _add(rows, obj.get("path"), {k: _clean(v) for k, v in obj.items() if k != "path"}, where, i)
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise MetadataError(f"{where}:{i}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise MetadataError(f"{where}:{i}: each line must be a JSON object")
+        for k in obj:
+            if k != "path" and k not in attrs:
+                attrs.append(k)
+        path = obj.get("path")
+        _add(rows, path.strip() if isinstance(path, str) else None,
+             {k: _clean(v) for k, v in obj.items() if k != "path"}, where, i)
     _check_names(["path", *attrs] if rows else ["path"], where)
     for r in rows.values():
         for a in attrs:

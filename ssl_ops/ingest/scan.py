@@ -161,12 +161,15 @@ def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, pool: Proc
 
 def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str, str] | None = None,
                workers: int | None = None, sidecar: Sidecar | None = None,
-               progress: Progress | None = None, skip: tuple[str, ...] = SIDECARS) -> ScanResult:
+               progress: Progress | None = None, skip: tuple[str, ...] = SIDECARS,
+               require: str | None = None) -> ScanResult:
     """Scan `batch_dir` as batch `batch`.
 
     prior: sample_id -> "<batch>/<path>" of samples accepted in earlier batches (exact-duplicate check).
     workers: processes to use (default: all cores). sidecar: attributes to join (default: the batch's
     metadata.csv / metadata.jsonl). skip: top-level file names that are not samples (the sidecars).
+    require: a sidecar attribute every accepted image must have (the eval set's `label`); images without
+    it are quarantined as `unlabeled` before duplicates are resolved, so a labeled copy is the one kept.
     """
     t0 = time.perf_counter()
     prior = prior or {}
@@ -181,15 +184,29 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
             pool.shutdown(cancel_futures=True)
 
     quarantine = [(batch, rel, n, sha, reason, detail, None) for rel, n, sha, reason, detail in bad]
-    kept: dict[str, str] = {}
+    attrs_of = lambda rel: sidecar.rows.get(normalise_path(rel), {})  # noqa: E731
+    if require:
+        missing = [r for r in ok if attrs_of(r[0]).get(require) is None]
+        quarantine += [(batch, r[0], r[2], r[1], "unlabeled", f"no '{require}' for this file in {sidecar.source}", None)
+                       for r in missing]
+        ok = [r for r in ok if attrs_of(r[0]).get(require) is not None]
+    kept: dict[str, str] = {}  # sha256 -> relative path of the copy kept in this batch
     rows = []
     for row in ok:  # already in sorted path order
         rel, sha = row[0], row[1]
-        first = prior.get(sha) or kept.get(sha)
-        if first is not None:
-            quarantine.append((batch, rel, row[2], sha, "duplicate", f"same bytes as {first}", first))
+        if sha in prior:
+            quarantine.append((batch, rel, row[2], sha, "duplicate", f"same bytes as {prior[sha]}", prior[sha]))
             continue
-        kept[sha] = f"{batch}/{rel}"
+        if sha in kept:
+            first = kept[sha]
+            a, b = attrs_of(first), attrs_of(rel)
+            differ = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+            note = "; attributes differ: " + ", ".join(f"{k}={x} (kept) vs {y}" for k, (x, y) in sorted(differ.items())) \
+                if differ else ""
+            quarantine.append((batch, rel, row[2], sha, "duplicate", f"same bytes as {batch}/{first}{note}",
+                               f"{batch}/{first}"))
+            continue
+        kept[sha] = rel
         rows.append(row)
 
     attrs = sidecar.attributes

@@ -78,3 +78,20 @@ def test_flat_images_leak_only_by_identical_bytes(tmp_path):
     leaks = find_leaks(ev, train, max_bits=4)
     assert [(m["eval"], m["train"]) for m in leaks.exact] == [("a/same grey.png", "b1/grey.png")] and leaks.near == []
     assert [(c["path"], c["reason"]) for c in copies_of_eval(ev, train, 4)] == [("grey.png", "eval_copy_exact")]
+
+
+def test_a_labeled_copy_wins_over_an_unlabeled_one_and_label_conflicts_are_reported(tmp_path):
+    d = tmp_path / "ev"
+    x, y = jpeg_bytes(1), jpeg_bytes(2)
+    write(d / "backup_copy.jpg", x)  # sorts first, but has no label
+    write(d / "img" / "x.jpg", x)
+    write(d / "img" / "y.jpg", y)
+    write(d / "img" / "y again.jpg", y)
+    (d / "labels.csv").write_text("path,label\nimg/x.jpg,cat\nimg/y again.jpg,dog\nimg/y.jpg,cat\n")
+    r = scan_eval(d, ImageLimits(), workers=1)
+    assert dict(zip(r.accepted.column("path").to_pylist(), r.accepted.column("attr_label").to_pylist())) == {
+        "img/x.jpg": "cat", "img/y again.jpg": "dog"}
+    q = {row["path"]: row for row in r.quarantine.to_pylist()}
+    assert q["backup_copy.jpg"]["reason"] == "unlabeled"
+    assert q["img/y.jpg"]["reason"] == "duplicate"
+    assert q["img/y.jpg"]["detail"] == "same bytes as eval/img/y again.jpg; attributes differ: label=dog (kept) vs cat"

@@ -190,3 +190,25 @@ def test_phash_is_stable_under_reencoding(tmp_path):
     h = dict(zip(r.accepted.column("path").to_pylist(), r.accepted.column("phash").to_pylist()))
     assert bin(h["a.png"] ^ h["b.jpg"]).count("1") <= 4
     assert bin(h["a.png"] ^ h["c.png"]).count("1") > 12
+
+
+def test_sidecar_edge_cases_from_spreadsheets_and_json(tmp_path):
+    d = tmp_path / "b"
+    write(d / "a.jpg", jpeg_bytes(1))
+    write(d / "b.jpg", jpeg_bytes(2))
+    (d / "metadata.csv").write_bytes("\ufeffpath , domain\n a.jpg ,photo\n,\n\nb.jpg,\"sketch, ink\"\n,,\n".encode())
+    r = scan_batch(d, "b", ImageLimits(), workers=1)
+    assert r.accepted.column("attr_domain").to_pylist() == ["photo", "sketch, ink"] and not r.metadata_without_file
+    (d / "metadata.csv").unlink()
+    (d / "metadata.jsonl").write_text('{"path": "a.jpg", "ok": true, "n": 3}\n{"path": "b.jpg", "ok": false}\n')
+    r = scan_batch(d, "b", ImageLimits(), workers=1)
+    assert r.accepted.column("attr_ok").to_pylist() == ["true", "false"]
+    assert r.accepted.column("attr_n").to_pylist() == ["3", None]
+
+
+def test_a_sidecar_in_another_encoding_is_a_clear_error(tmp_path):
+    d = tmp_path / "b"
+    write(d / "a.jpg", jpeg_bytes(1))
+    (d / "metadata.csv").write_bytes("path,site\na.jpg,Zürich\n".encode("cp1252"))
+    with pytest.raises(MetadataError, match=r"metadata.csv: not UTF-8 .*save it as UTF-8"):
+        scan_batch(d, "b", ImageLimits(), workers=1)
