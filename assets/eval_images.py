@@ -4,7 +4,7 @@
 import dagster as dg
 
 from assets.checks import check_result, check_specs
-from assets.raw_images import limits_from, progress_logger
+from assets.raw_images import INGEST_POOL, limits_from, progress_logger
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from data_contracts.ge_suite import VALIDATION_CHECKS, validate_manifest
@@ -15,7 +15,7 @@ from ssl_ops.manifest import write_table_atomic
 
 def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
 
-    @dg.asset(group_name="eval", code_version="1", kinds={"parquet"},
+    @dg.asset(group_name="eval", code_version="1", kinds={"parquet"}, pool=INGEST_POOL,
               check_specs=check_specs(contract, "eval_images", VALIDATION_CHECKS),
               description=f"The labeled eval set (class folders or labels.csv), ingested and validated against "
                           f"{contract.label}. Its leakage check (assets/eval_leakage.py) runs on its own.")

@@ -11,6 +11,9 @@ from ssl_ops.ingest import ImageLimits, scan_batch
 from ssl_ops.manifest import table_digest, write_table_atomic
 
 
+INGEST_POOL = "sslpipe_ingest"  # limit 1, set in the instance's dagster.yaml (pipelines/settings.py)
+
+
 def limits_from(contract: Contract) -> ImageLimits:
     im = contract.images
     return ImageLimits(min_side=im.min_side, max_side=im.max_side, max_pixels=im.max_pixels, max_bytes=im.max_bytes,
@@ -30,7 +33,9 @@ def progress_logger(log, what: str, every: float = 0.1):
 
 
 def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
-    @dg.asset(partitions_def=batches, group_name="data", code_version="1", kinds={"parquet"},
+    # pool: one ingestion at a time across runs (sensor, backfills), so that each batch is checked for
+    # duplicates against the batches before it, and the cores are not shared by two scans.
+    @dg.asset(partitions_def=batches, group_name="data", code_version="1", kinds={"parquet"}, pool=INGEST_POOL,
               description="Every file of a landing batch: sha256, bytes, format, size, mode, pHash and sidecar "
                           "attributes in manifests/<batch>/accepted.parquet; every rejected file in "
                           "quarantine.parquet with its reason. accepted + quarantined = files seen.")

@@ -130,6 +130,8 @@ def prepare_instance(settings: Settings) -> dg.DagsterInstance:
     cfg = d / "dagster.yaml"
     if not cfg.exists():
         cfg.write_text("# Dagster instance of this sslpipe home: SQLite storage in this folder.\n"
-                       "telemetry:\n  enabled: false\n")
+                       "telemetry:\n  enabled: false\n"
+                       "# Steps in a pool (raw_images, eval_images: pool sslpipe_ingest) run one at a time across runs.\n"
+                       "concurrency:\n  pools:\n    default_limit: 1\n")
     os.environ["DAGSTER_HOME"] = str(d)
     return dg.DagsterInstance.from_config(str(d))

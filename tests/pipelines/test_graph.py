@@ -46,6 +46,8 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
 
     instance = prepare_instance(settings)
     assert list(instance.get_dynamic_partitions("batches")) == ["b1", "b2"]
+    pool = instance.event_log_storage.get_concurrency_info("sslpipe_ingest")
+    assert pool.limit == 1 and pool.claimed_slots == []  # ingestion is serialised across runs, and released
     assert len(instance.get_run_records()) == 4  # visible in `dagster dev`
     m1 = latest(instance, "raw_images", "b1")
     assert (m1["files_seen"], m1["accepted"], m1["quarantined"], m1["accounted_for"]) == (12, 6, 6, True)
@@ -110,11 +112,16 @@ def test_a_failed_blocking_check_stops_sharding_and_the_command_names_it(home, t
 
 def test_a_warning_check_does_not_block(home, tmp_path, capsys):
     cfg = custom_contract(tmp_path, lambda t: t.replace("near_duplicate_max_share: 0.05", "near_duplicate_max_share: 0.0"))
+    from PIL import Image
+
+    Image.open(home / "landing" / "b1" / "good.jpg").save(home / "landing" / "b1" / "good again.png")  # same picture
     assert main(["run", "--home", str(home), "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "warning check bias_report:near_duplicates failed" in out
+    assert json.loads((home / "reports" / "b1" / "bias.json").read_text())["near_duplicates"]["clusters"] == [
+        ["good again.png", "good.jpg"]]
     idx = load_index(home / "shards" / "b1" / "index.json")
-    assert [s["samples"] for s in idx.shards] == [3, 3]  # the config's shard size was used
+    assert [s["samples"] for s in idx.shards] == [3, 3, 1]  # the config's shard size was used
 
 
 def test_leakage_blocks_in_both_directions(home, capsys):
