@@ -1,7 +1,7 @@
 """Benchmark: ingestion and sharding throughput on the CIFAR-10 train set, each against its limit measured
 in the same run.
 
-    python bench/ingest_and_shard.py [--limit N] [--repeat 2]
+    python bench/ingest_and_shard.py [--limit N] [--repeat 5]
 
 - ingestion (ssl_ops.ingest.scan_batch, all cores) vs plain read + PIL full decode on one core;
   ratio = ingest rate / (cores x one-core decode rate); target >= 0.6.
@@ -10,7 +10,9 @@ in the same run.
   from disk + the same per-sample .json, prepared before its clock starts), same shard size and the same
   fixed mtime; target >= 0.8.
   The ratio against a ShardWriter writing the image bytes alone (no .json) is printed too.
-The dataset is extracted once into bench/_data/ (git-ignored). Best of --repeat runs, alternating.
+The dataset is extracted once into bench/_data/ (git-ignored). Each repeat runs the baseline and ours back to
+back; the ratio reported is the median of those per-repeat ratios (the host is noisy: single passes vary by
++-30%), with the ratio of best-of-repeats beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -101,7 +104,7 @@ def ours_shard(root: Path, manifest, out: Path, maxcount: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="use only the first N files (0 = all 50,000)")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     a = ap.parse_args()
     root = extract()
@@ -131,25 +134,29 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     d1, i1, b1, o1, j1 = max(dec), max(ing), max(base_sh), max(our_sh), max(img_sh)
+    ing_ratio = statistics.median(i / (cores * d) for i, d in zip(ing, dec))
+    sh_ratio = statistics.median(o / b for o, b in zip(our_sh, base_sh))
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
         "files": len(rels), "accepted": res.accepted.num_rows, "quarantined": res.quarantine.num_rows,
         "workers": cores,
         "decode_one_core_per_s": round(d1), "ingest_per_s": round(i1),
-        "ingest_ratio_vs_cores_x_decode": round(i1 / (cores * d1), 3),
+        "ingest_ratio_vs_cores_x_decode": round(ing_ratio, 3),
+        "ingest_ratio_best_of": round(i1 / (cores * d1), 3),
         "ingest_ratio_vs_one_core_decode": round(i1 / d1, 3),
-        "shardwriter_same_members_per_s": round(b1), "shard_per_s": round(o1), "shard_ratio": round(o1 / b1, 3),
+        "shardwriter_same_members_per_s": round(b1), "shard_per_s": round(o1), "shard_ratio": round(sh_ratio, 3),
+        "shard_ratio_best_of": round(o1 / b1, 3),
         "shardwriter_images_only_per_s": round(j1), "shard_ratio_vs_images_only": round(o1 / j1, 3),
         "runs": {"decode": [round(x) for x in dec], "ingest": [round(x) for x in ing],
                  "shardwriter": [round(x) for x in base_sh], "shard": [round(x) for x in our_sh],
                  "shardwriter_images_only": [round(x) for x in img_sh]},
     }
     print(json.dumps(report, indent=2))
-    print(f"ingestion: {i1:,.0f} images/s on {cores} workers vs one-core read+decode {d1:,.0f}/s "
-          f"-> {report['ingest_ratio_vs_cores_x_decode']:.2f} of the {cores}-core limit (target >= 0.60)")
+    print(f"ingestion: {i1:,.0f} images/s on {cores} workers vs one-core read+decode {d1:,.0f}/s (best of {a.repeat}) "
+          f"-> {ing_ratio:.2f} of the {cores}-core limit, median of {a.repeat} paired runs (target >= 0.60)")
     print(f"sharding:  {o1:,.0f} samples/s vs bare ShardWriter (same members) {b1:,.0f}/s -> ratio "
-          f"{report['shard_ratio']:.2f} (target >= 0.80); vs images-only ShardWriter {j1:,.0f}/s -> "
-          f"{report['shard_ratio_vs_images_only']:.2f}")
+          f"{sh_ratio:.2f}, median of {a.repeat} paired runs (target >= 0.80); vs images-only ShardWriter "
+          f"{j1:,.0f}/s -> {report['shard_ratio_vs_images_only']:.2f}")
 
 
 if __name__ == "__main__":
