@@ -184,7 +184,10 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
             pool.shutdown(cancel_futures=True)
 
     quarantine = [(batch, rel, n, sha, reason, detail, None) for rel, n, sha, reason, detail in bad]
-    attrs_of = lambda rel: sidecar.rows.get(normalise_path(rel), {})  # noqa: E731
+
+    def attrs_of(rel: str) -> dict:
+        return sidecar.rows.get(normalise_path(rel), {})
+
     if require:
         missing = [r for r in ok if attrs_of(r[0]).get(require) is None]
         quarantine += [(batch, r[0], r[2], r[1], "unlabeled", f"no '{require}' for this file in {sidecar.source}", None)

@@ -101,7 +101,7 @@ def test_cifar10_subset_through_the_graph(tmp_path, capsys):
     # CIFAR-10's test set holds near copies of training images (Barz & Denzler, "Do we train on test data?",
     # 2020): with the eval set known first, those training images are left out of the shards, each listed.
     assert sum(i.samples for i in idx) + len(excluded) == n == 5000
-    assert 1 <= len(excluded) <= 60 and all(e["reason"].startswith("eval_copy_") for e in excluded)
+    assert 0 < len(excluded) <= 60 and all(e["reason"].startswith("eval_copy_") for e in excluded)
     assert json.loads((home / "reports" / "eval" / "leakage.json").read_text())["near"] == []
 
 
