@@ -12,10 +12,12 @@ from ssl_ops.phash import clusters, hashable, near_pairs
 @dataclass
 class NearDuplicates:
     max_bits: int  # Hamming distance threshold used
-    clusters: list[list[str]]  # paths in each within-batch cluster (size >= 2), largest first
+    clusters: list[list[str]]  # paths in the largest within-batch clusters (size >= 2), at most `keep` of them
+    cluster_count: int  # all within-batch clusters
     images_in_clusters: int
     share: float  # images_in_clusters / batch size
-    cross_batch: list[dict]  # [{"path", "matches": "<batch>/<path>", "bits"}] against earlier batches
+    cross_batch: list[dict]  # [{"path", "matches": "<batch>/<path>", "bits"}] against earlier batches, the first 5*keep
+    cross_batch_count: int  # all images of the batch with a near copy in an earlier batch
     flagged: bool
     flat_images: int = 0  # images too flat for a meaningful pHash, left out of the search
 
@@ -42,5 +44,5 @@ def near_duplicates(paths: list[str], hashes: np.ndarray, max_bits: int, max_sha
                 best[q] = (i, int(d))
         cross = [{"path": paths[q], "matches": ref_names[i], "bits": d} for q, (i, d) in sorted(best.items())]
     share = in_clusters / max(n, 1)
-    return NearDuplicates(max_bits, [[paths[i] for i in g] for g in groups[:keep]], in_clusters, share,
-                          cross[:keep * 5], bool(share > max_share), flat_images=n - len(use))
+    return NearDuplicates(max_bits, [[paths[i] for i in g] for g in groups[:keep]], len(groups), in_clusters, share,
+                          cross[:keep * 5], len(cross), bool(share > max_share), flat_images=n - len(use))

@@ -52,8 +52,8 @@ class BiasReport:
             return "; ".join(bad) or f"no drift in {len(ds)} feature(s) (max psi {max(d.psi for d in ds):.3f})"
         nd = self.near_duplicates
         flat = f"; {nd.flat_images} flat image(s) not compared" if nd.flat_images else ""
-        return (f"{nd.images_in_clusters} of {self.images} images ({nd.share:.1%}) in {len(nd.clusters)} near-duplicate "
-                f"cluster(s) at <= {nd.max_bits} bits; {len(nd.cross_batch)} near copies of earlier batches{flat}")
+        return (f"{nd.images_in_clusters} of {self.images} images ({nd.share:.1%}) in {nd.cluster_count} near-duplicate "
+                f"cluster(s) at <= {nd.max_bits} bits; {nd.cross_batch_count} near copies of earlier batches{flat}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

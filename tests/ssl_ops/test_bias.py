@@ -64,8 +64,9 @@ def test_report_end_to_end():
     assert r.flags == {"group_representation": True, "attribute_drift": True, "image_drift": True,
                        "near_duplicates": True}
     assert [d.feature for d in r.image_drift if d.drifted] == ["brightness"]
-    assert r.near_duplicates.clusters == [["0.jpg", "1.jpg"]]
+    assert r.near_duplicates.clusters == [["0.jpg", "1.jpg"]] and r.near_duplicates.cluster_count == 1
     assert r.near_duplicates.cross_batch == [{"path": "2.jpg", "matches": "a/7.jpg", "bits": 1}]
+    assert r.near_duplicates.cross_batch_count == 1
     md = r.to_markdown()
     assert "domain=y 10.0% < 20%" in md and "| brightness |" in md
     first = bias_report("a", ref, None, BiasRules(), {"domain": (0.2, ())})
@@ -84,6 +85,7 @@ def test_flat_images_are_not_near_duplicates_of_each_other():
     hashes[:10] = np.random.default_rng(0).integers(0, 2**63, 10, dtype=np.uint64)  # 10 textured images...
     hashes[1] = hashes[0]  # ...two of them near copies
     t = time.perf_counter()
-    nd = near_duplicates([f"{i}.png" for i in range(n)], hashes, 4, 0.05, contrast=contrast)
+    nd = near_duplicates([f"{i}.png" for i in range(n)], hashes, 4, 0.05, contrast=contrast, keep=0)
     assert time.perf_counter() - t < 5
-    assert nd.clusters == [["0.png", "1.png"]] and nd.flat_images == n - 10 and not nd.flagged
+    assert nd.clusters == [] and nd.cluster_count == 1 and nd.images_in_clusters == 2  # keep=0: counted, not listed
+    assert nd.flat_images == n - 10 and not nd.flagged
