@@ -4,13 +4,14 @@ import os
 import time
 
 import dagster as dg
+import pytest
 
 from assets import PipelineHome, batches
 from imagefiles import jpeg_bytes, write
 from data_contracts import load_contract
 from pipelines.definitions import BATCH_JOB, EVAL_JOB, build_definitions
 from pipelines.sensors import build_landing_sensor, landing_batches
-from pipelines.settings import Settings
+from pipelines.settings import Settings, SettingsError
 
 
 def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
@@ -66,3 +67,25 @@ def test_sensor_registers_settled_batches_only(tmp_path):
     instance.add_dynamic_partitions(batches.name, ["b1"])
     result = sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
     assert not result.run_requests and "no new settled batch" in str(result.skip_reason)
+
+
+def test_a_config_file_in_the_environment_reaches_the_code_location(tmp_path, monkeypatch):
+    """`dagster dev`, the sensor and UI backfills load the definitions module: SSLPIPE_CONFIG must reach it."""
+    (tmp_path / "cfg.yaml").write_text("shards: {max_samples: 100}\nworkers: 1\n")
+    monkeypatch.setenv("SSLPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("SSLPIPE_CONFIG", str(tmp_path / "cfg.yaml"))
+    import importlib
+
+    import pipelines.definitions as mod
+
+    importlib.reload(mod)
+    job = mod.defs.resolve_job_def(BATCH_JOB)
+    shard_cfg = job.run_config_schema.config_type.fields["ops"].config_type.fields["image_shards"]
+    defaults = shard_cfg.config_type.fields["config"].default_value
+    assert defaults["max_samples"] == 100 and defaults["seed"] == 0
+    assert mod.defs.resources["home"].workers == 1
+    monkeypatch.setenv("SSLPIPE_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SettingsError, match="config file .*missing.yaml does not exist"):
+        importlib.reload(mod)
+    monkeypatch.delenv("SSLPIPE_CONFIG")
+    importlib.reload(mod)  # leave the module as the other tests expect it
