@@ -1,6 +1,8 @@
 """eval_images: the labeled evaluation set, ingested and contract-checked, with a blocking leakage check."""
 
 
+from collections import Counter
+
 import dagster as dg
 
 from assets.checks import check_result, check_specs
@@ -37,7 +39,7 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
                 results.append(check_result(contract, name, c.passed if c else True,
                                             c.summary() if c else f"{name}: no rule in the contract applies"))
         labels = result.accepted.column("attr_label").to_pylist()
-        per_class = {k: labels.count(k) for k in sorted(set(labels))}
+        per_class = dict(sorted(Counter(labels).items()))
         groups = [c.removeprefix("attr_") for c in result.accepted.column_names if c.startswith("attr_") and c != "attr_label"]
         return dg.MaterializeResult(
             data_version=dg.DataVersion(digest),

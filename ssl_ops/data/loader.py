@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ssl_ops.pixels import to_8bit
+
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tiff", "ppm", "tga", "ico")
 
 
@@ -52,12 +54,7 @@ def decode_image(data: bytes, size: int) -> torch.Tensor:
     to `size`, centre-cropped."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        im = Image.open(io.BytesIO(data))
-        if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-            arr = np.asarray(im, dtype=np.float32)
-            top = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-            im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8))
-        im = im.convert("RGB")
+        im = to_8bit(Image.open(io.BytesIO(data))).convert("RGB")
     w, h = im.size
     scale = size / min(w, h)
     if (w, h) != (size, size):

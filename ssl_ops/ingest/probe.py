@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ssl_ops.pixels import to_8bit
+
 THUMB = 32  # side of the grayscale thumbnail used for the perceptual hash and image statistics, px
 
 # Every quarantine reason, with what it means. Tests and reports rely on these names.
@@ -62,11 +64,8 @@ class Rejected:
 
 def _to_gray(im: Image.Image) -> bytes:
     """THUMB x THUMB 8-bit luminance of any PIL mode (16-bit and float scaled to 0..255, not clipped)."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float32)
-        top = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8))
-    elif im.mode != "L":
+    im = to_8bit(im)
+    if im.mode != "L":
         im = im.convert("L")
     if im.size != (THUMB, THUMB):
         im = im.resize((THUMB, THUMB), Image.Resampling.BOX if min(im.size) >= THUMB else Image.Resampling.BILINEAR)
