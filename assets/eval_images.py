@@ -1,5 +1,4 @@
-"""eval_images: the labeled evaluation set, ingested and contract-checked, with a blocking leakage check."""
-
+"""eval_images: the labeled evaluation set, ingested and contract-checked (its leakage check: assets/eval_leakage.py)."""
 
 from collections import Counter
 
