@@ -74,7 +74,8 @@ class ViT(nn.Module):
     def forward_tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """x: [N, 3, H, W]; keep: [N, L_keep] indices of the patches to encode (all when None) ->
         [N, 1 + L_keep, D] normalised tokens, class token first."""
-        p = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]  # [N, L, D]
+        p = self.patch_embed(x)  # [N, D, gh, gw]
+        p = p.flatten(2).transpose(1, 2) + self._positions(p.shape[2], p.shape[3])  # [N, L, D]
         if keep is not None:
             p = torch.gather(p, 1, keep[..., None].expand(-1, -1, p.shape[-1]))
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
@@ -82,6 +83,17 @@ class ViT(nn.Module):
         for blk in self.blocks:
             t = blk(t)
         return self.norm(t)
+
+    def _positions(self, gh: int, gw: int) -> torch.Tensor:
+        """[1, gh*gw, D] patch positions; other grids than the training one (e.g. DINO's local crops) get the
+        table bicubically interpolated, as DINO does."""
+        table = self.pos_embed[:, 1:]
+        if (gh, gw) == (self.grid, self.grid):
+            return table
+        d = table.shape[-1]
+        grid = table.reshape(1, self.grid, self.grid, d).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1).reshape(1, gh * gw, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, 3, H, W] -> [N, D], the class token."""

@@ -1,0 +1,151 @@
+"""The training config: one typed dataclass, built from a plain mapping (the YAML `train:` section).
+
+    cfg = TrainConfig.from_dict({"method": "simclr", "backbone": "resnet18", "image_size": 32,
+                                 "batch_size": 256, "steps": 500})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ssl_ops.models import BACKBONES
+
+METHOD_NAMES = ("simclr", "byol", "mocov3", "dino", "mae", "vicreg", "barlowtwins")
+OPTIMIZERS = ("adamw", "lars", "sgd")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot run; the message names the key and what to write instead."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str = "simclr"  # one of METHOD_NAMES
+    backbone: str = "resnet18"  # one of ssl_ops.models.BACKBONES
+    image_size: int = 32  # px; images are resized/centre-cropped to this before augmentation
+    batch_size: int = 256  # global batch: split evenly over the ranks under DDP
+    steps: int | None = 200  # optimiser steps; or leave None and set epochs
+    epochs: float | None = None  # passes over the training samples (steps = ceil(epochs * samples / batch))
+    width: int = 64  # ResNet first-stage channels (64 = the paper's); ignored by ViTs
+    patch_size: int = 4  # ViT patch side; ignored by ResNets
+    optimizer: str = "adamw"  # adamw, lars (SimCLR/BYOL's large-batch optimiser) or sgd (momentum 0.9)
+    lr: float = 2e-3  # peak learning rate, reached after the warmup, then cosine-decayed
+    min_lr: float = 0.0  # the cosine's end
+    warmup_steps: int = 10  # linear warmup from 0
+    weight_decay: float = 1e-4  # not applied to biases and norm parameters
+    clip_grad: float = 3.0  # max global gradient norm (0 = no clipping)
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = True  # NHWC memory format for ResNets
+    seed: int = 0
+    workers: int = 2  # DataLoader processes per rank
+    device: str = "auto"  # auto: cuda when available (cuda:LOCAL_RANK under torchrun), else cpu
+    checkpoint_every: int = 100  # steps between checkpoints (and data-stream segments); 0 = only at the end
+    log_every: int = 1  # steps between metrics callbacks
+    health_every: int = 50  # steps between health metrics (embedding std, effective rank)
+    collapse_std: float = 0.0  # abort when std(normalised embeddings) * sqrt(D) falls below this (0 = never)
+    augment: bool = True  # False: the views are the images themselves (for checking DDP against one process)
+    method_options: dict = field(default_factory=dict)  # the method's own options (see method_options())
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        d = dict(d or {})
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ConfigError(f"train: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        if "epochs" in d and d["epochs"] is not None and "steps" not in d:
+            d["steps"] = None  # epochs given alone replace the default steps
+        for k, v in list(d.items()):
+            d[k] = _coerce(k, v, names[k].type)
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.method not in METHOD_NAMES:
+            raise ConfigError(f"train.method {self.method!r} is unknown; choose one of {', '.join(METHOD_NAMES)}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"train.backbone {self.backbone!r} is unknown; choose one of {', '.join(BACKBONES)}")
+        if self.method == "mae" and not self.backbone.startswith("vit"):
+            raise ConfigError("train.method mae needs a ViT backbone: set train.backbone to vit_tiny or vit_small")
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("set exactly one of train.steps and train.epochs")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"train.steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
+        if self.image_size < 8:
+            raise ConfigError(f"train.image_size must be at least 8 px, got {self.image_size}")
+        if self.backbone.startswith("vit") and self.image_size % self.patch_size:
+            raise ConfigError(f"train.image_size {self.image_size} is not a multiple of train.patch_size "
+                              f"{self.patch_size}")
+        if self.batch_size < 2:
+            raise ConfigError(f"train.batch_size must be at least 2 (the losses compare samples), got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer {self.optimizer!r} is unknown; choose one of {OPTIMIZERS}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision {self.precision!r} is unknown; choose one of {PRECISIONS}")
+        for k in ("lr", "width", "patch_size"):
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"train.{k} must be positive, got {getattr(self, k)}")
+        for k in ("min_lr", "warmup_steps", "weight_decay", "clip_grad", "workers", "checkpoint_every",
+                  "health_every", "collapse_std"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"train.{k} must not be negative, got {getattr(self, k)}")
+        if self.log_every < 1:
+            raise ConfigError(f"train.log_every must be at least 1, got {self.log_every}")
+        from ssl_ops.methods import method_options
+
+        allowed = method_options(self.method)
+        bad = sorted(set(self.method_options) - set(allowed))
+        if bad:
+            raise ConfigError(f"train.method_options {bad} are not options of {self.method}; its options are "
+                              + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()))
+
+    def total_steps(self, num_samples: int | None = None) -> int:
+        if self.steps is not None:
+            return self.steps
+        if not num_samples:
+            raise ConfigError("train.epochs needs the number of training samples; none were given")
+        return max(1, math.ceil(self.epochs * num_samples / self.batch_size))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(key: str, value, type_name: str):
+    """YAML gives ints for floats ("lr: 1") and strings for numbers written oddly ("lr: 1e-3" is a string in
+    YAML 1.1); convert where the meaning is clear, otherwise say what the key takes."""
+    t = str(type_name)
+    if value is None:
+        if "None" in t:
+            return None
+        raise ConfigError(f"train.{key} cannot be empty")
+    try:
+        if t.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if t.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if t == "bool":
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if t == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if t == "dict":
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"train.{key}: {value!r} is not a valid {t}") from None
+    return value

@@ -1,0 +1,258 @@
+"""The training loop: one process, or one rank of a torchrun DDP job.
+
+    result = train(cfg, source, out_dir, callback=lambda step, metrics: print(step, metrics))
+
+- The lr is lr_at(step) (warmup + cosine), set before every step; EMA momenta are functions of the step.
+- bf16 autocast on GPU (precision "auto"), channels_last for ResNets, optional torch.compile, gradient
+  clipping, and a NonFiniteLoss error (on every rank) the first time the loss is not finite.
+- A checkpoint (out_dir/checkpoint.pt) is written atomically every `checkpoint_every` steps; at each
+  checkpoint boundary the data stream and the RNG are re-seeded from (seed, step, rank). A run restarted on
+  the same out_dir resumes from the checkpoint and reads the same data from there on: it ends at the same
+  step count, and its loss curve continues the interrupted one.
+- Per-step metrics (loss, lr, images/s, views/s, data-wait share, grad norm, peak GPU memory) go to the
+  callback (rank 0) and to out_dir/metrics.jsonl; every `health_every` steps the embedding std and effective
+  rank of the first view's features are added, and with collapse_std set a collapse stops the run.
+- At the end out_dir/encoder.pt holds the backbone (ssl_ops.train.checkpoint.load_encoder reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ssl_ops.augment import normalise
+from ssl_ops.methods import build_method
+from ssl_ops.models import build_backbone
+from ssl_ops.train.checkpoint import load, save_atomic, save_encoder
+from ssl_ops.train.config import TrainConfig
+from ssl_ops.train.distributed import all_true, init_from_env, sync_batchnorm
+from ssl_ops.train.health import effective_rank, embedding_std
+from ssl_ops.train.optim import build_optimizer
+from ssl_ops.train.schedule import lr_at
+from ssl_ops.train.source import BatchSource
+
+# Keys that do not change what is computed: a checkpoint made with other values still resumes.
+RESUMABLE_DIFFERENCES = {"log_every", "health_every", "collapse_std", "compile", "device", "checkpoint_every"}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the message says why and what to change."""
+
+
+class NonFiniteLoss(TrainingError):
+    pass
+
+
+class Collapse(TrainingError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    steps: int  # the step count reached (== total steps when complete)
+    total_steps: int
+    images_seen: int  # over the whole run, resumed parts included
+    final_loss: float  # mean of the last (up to) 10 logged losses
+    images_per_s: float  # global images per second over this process's steps (first step excluded)
+    views_per_s: float
+    data_wait_share: float  # share of step time spent waiting for the next batch
+    device: str
+    world: int
+    wall_s: float
+    resumed_from: int | None
+    health: dict = field(default_factory=dict)  # the last health metrics
+    peak_gpu_mem_mb: float | None = None
+    encoder_path: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"train.device is {name!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int | None = None,
+          callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+    cfg.validate()
+    out_dir = Path(out_dir)
+    t_start = time.perf_counter()
+    device = pick_device(cfg.device, int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    info = init_from_env(device.type)
+    if cfg.batch_size % info.world:
+        raise TrainingError(f"train.batch_size {cfg.batch_size} does not split evenly over {info.world} ranks")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    total = cfg.total_steps(num_samples)
+    local_batch = cfg.batch_size // info.world
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    backbone = build_backbone(cfg.backbone, cfg.image_size, patch_size=cfg.patch_size, width=cfg.width)
+    method = build_method(cfg.method, backbone, cfg.image_size, cfg.method_options)
+    if info.world > 1:
+        sync_batchnorm(method, device.type)
+    method.to(device)
+    conv = cfg.channels_last and cfg.backbone.startswith("resnet")
+    if conv:
+        method.to(memory_format=torch.channels_last)
+    opt = build_optimizer(method, cfg.optimizer, cfg.lr, cfg.weight_decay)
+
+    ckpt_path, start, resumed_from = out_dir / "checkpoint.pt", 0, None
+    if ckpt_path.exists():
+        blob = load(ckpt_path, map_location=device)
+        _check_resumable(json.loads(blob["config"]), cfg, ckpt_path)
+        method.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["optimizer"])
+        start = resumed_from = int(blob["step"])
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True))
+        _truncate_metrics(out_dir / "metrics.jsonl", start)
+
+    model = method
+    if info.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model) if cfg.compile else model
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    n_plain_views = 1 if cfg.method == "mae" else 2
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    seg = cfg.checkpoint_every or total
+    step, losses, health = start, [], {}
+    timed_images = timed_views = 0
+    timed_s = wait_s = 0.0
+    method.train()
+    while step < total:
+        seg_end = min(total, (step // seg + 1) * seg)
+        torch.manual_seed(_seed(cfg.seed, step, info.rank))  # augmentation and masks, reproducible per segment
+        batches = iter(source(step, seg_end - step))
+        while step < seg_end:
+            t0 = time.perf_counter()
+            try:
+                images = next(batches)
+            except StopIteration:
+                raise TrainingError(f"the data source ran dry at step {step} (segment ending at {seg_end})") from None
+            t_data = time.perf_counter() - t0
+            if images.shape[0] != local_batch:
+                raise TrainingError(f"a batch of {images.shape[0]} images arrived; {local_batch} per rank expected")
+            images = images.to(device, non_blocking=True)
+            lr = lr_at(step, total, cfg.lr, cfg.warmup_steps, cfg.min_lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            views = method.views(images) if cfg.augment else [normalise(images)] * n_plain_views
+            if conv:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = forward(views)
+            loss = out.loss.float()
+            loss_value = loss.item()
+            if not all_true(math.isfinite(loss_value), device):
+                raise NonFiniteLoss(
+                    f"the loss is not finite at step {step} (this rank: {loss_value}; lr {lr:.3g}). The last "
+                    f"checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}. Lower train.lr, raise "
+                    f"train.warmup_steps, set train.clip_grad, or use train.precision fp32.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = None
+            if cfg.clip_grad:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.clip_grad))
+            opt.step()
+            method.after_step(step, total)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0
+            if step > start:  # the first step pays for compilation and worker start-up
+                timed_s += dt
+                wait_s += t_data
+                timed_images += cfg.batch_size
+                timed_views += cfg.batch_size * len(views)
+            metrics = {"loss": loss_value, "lr": lr, "images_per_s": cfg.batch_size / dt,
+                       "views_per_s": cfg.batch_size * len(views) / dt, "data_wait_share": t_data / dt}
+            if grad_norm is not None:
+                metrics["grad_norm"] = grad_norm
+            if device.type == "cuda":
+                metrics["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+            if cfg.health_every and (step % cfg.health_every == 0 or step == total - 1):
+                health = {"embedding_std": embedding_std(out.features), "effective_rank": effective_rank(out.features)}
+                metrics.update(health)
+                if cfg.collapse_std and step >= cfg.warmup_steps and not all_true(
+                        health["embedding_std"] >= cfg.collapse_std, device):
+                    raise Collapse(f"the embeddings collapsed at step {step}: embedding_std "
+                                   f"{health['embedding_std']:.4f} < train.collapse_std {cfg.collapse_std} "
+                                   f"(effective rank {health['effective_rank']:.1f}). Lower train.lr, or use "
+                                   f"another method or its options.")
+            losses = (losses + [loss_value])[-10:]
+            if info.is_main and (step % cfg.log_every == 0 or step == total - 1):
+                with open(out_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps({"step": step, **metrics}) + "\n")
+                if callback is not None:
+                    callback(step, metrics)
+            step += 1
+        del batches
+        if info.is_main:
+            save_atomic({"step": step, "model": method.state_dict(), "optimizer": opt.state_dict(),
+                         "config": json.dumps(cfg.to_dict(), sort_keys=True)}, ckpt_path)
+        if info.world > 1:
+            dist.barrier()
+
+    encoder_path = out_dir / "encoder.pt"
+    if info.is_main:
+        save_encoder(encoder_path, method.backbone, {
+            "backbone": cfg.backbone, "image_size": cfg.image_size, "width": cfg.width,
+            "patch_size": cfg.patch_size, "method": cfg.method, "steps": step, "seed": cfg.seed})
+    if not losses and (out_dir / "metrics.jsonl").exists():  # nothing left to train: report the last figures
+        rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        losses = [r["loss"] for r in rows[-10:]]
+        health = next(({k: r[k] for k in ("embedding_std", "effective_rank")} for r in reversed(rows)
+                       if "embedding_std" in r), {})
+    return TrainResult(
+        steps=step, total_steps=total, images_seen=step * cfg.batch_size,
+        final_loss=sum(losses) / len(losses) if losses else float("nan"),
+        images_per_s=timed_images / timed_s if timed_s else float("nan"),
+        views_per_s=timed_views / timed_s if timed_s else float("nan"),
+        data_wait_share=wait_s / timed_s if timed_s else float("nan"),
+        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        world=info.world, wall_s=time.perf_counter() - t_start, resumed_from=resumed_from, health=health,
+        peak_gpu_mem_mb=torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None,
+        encoder_path=str(encoder_path))
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    now = cfg.to_dict()
+    diff = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != now.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise TrainingError(f"{path} was written with another config ({detail}); resume with the same config, "
+                            f"or delete the checkpoint (or choose another output folder) to start over")
+
+
+def _truncate_metrics(path: Path, start: int) -> None:
+    """On resume, drop logged steps at or after the checkpoint, so the curve continues without repeats."""
+    if not path.exists():
+        return
+    keep = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] < start]
+    path.write_text("".join(x + "\n" for x in keep))
