@@ -40,3 +40,18 @@ def zoo(tmp_path, bomb) -> Path:
     write(d / "nested" / "deeper" / "copy of good.jpg", good)  # duplicate, spaces, nested
     write(d / "ünïcode 画像.jpg", jpeg_bytes(3))
     return d
+
+
+@pytest.fixture(scope="session")
+def cifar_shards(tmp_path_factory) -> Path:
+    """1,000 real CIFAR-10 train images (every 50th) ingested and written as 8 shards of 125: -> index.json."""
+    from imagefiles import extract, need_shared
+    from ssl_ops.ingest import ImageLimits, scan_batch
+    from ssl_ops.shards import ShardConfig, shard_batch
+
+    z = need_shared("cifar10-jpg", "train.zip")
+    root = tmp_path_factory.mktemp("cifar-shards")
+    extract(z, root / "landing", "train/", every=50)
+    accepted = scan_batch(root / "landing", "cifar", ImageLimits(), workers=1).accepted
+    shard_batch(accepted, root / "landing", root / "shards", ShardConfig(max_samples=125))
+    return root / "shards" / "index.json"

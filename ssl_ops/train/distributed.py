@@ -91,3 +91,12 @@ def all_true(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item() > 0)
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    """The mean of a number over the ranks (itself in one process); NaN anywhere gives NaN everywhere."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()

@@ -33,7 +33,7 @@ from ssl_ops.methods import build_method
 from ssl_ops.models import build_backbone
 from ssl_ops.train.checkpoint import load, save_atomic, save_encoder
 from ssl_ops.train.config import TrainConfig
-from ssl_ops.train.distributed import all_true, init_from_env, sync_batchnorm
+from ssl_ops.train.distributed import all_true, init_from_env, mean_over_ranks, sync_batchnorm
 from ssl_ops.train.health import effective_rank, embedding_std
 from ssl_ops.train.optim import build_optimizer
 from ssl_ops.train.schedule import lr_at
@@ -169,10 +169,10 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = forward(views)
             loss = out.loss.float()
-            loss_value = loss.item()
-            if not all_true(math.isfinite(loss_value), device):
+            loss_value = mean_over_ranks(loss.item(), device)  # the logged loss: the mean over ranks
+            if not math.isfinite(loss_value):
                 raise NonFiniteLoss(
-                    f"the loss is not finite at step {step} (this rank: {loss_value}; lr {lr:.3g}). The last "
+                    f"the loss is not finite at step {step} ({loss.item()} on this rank; lr {lr:.3g}). The last "
                     f"checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}. Lower train.lr, raise "
                     f"train.warmup_steps, set train.clip_grad, or use train.precision fp32.")
             opt.zero_grad(set_to_none=True)

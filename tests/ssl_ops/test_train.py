@@ -1,0 +1,184 @@
+"""The training loop: config errors, schedules, LARS, exact resume, non-finite and collapse stops, health
+metrics, and safe weights."""
+
+import json
+import math
+import pickle
+
+import pytest
+import torch
+
+from ssl_ops.data import shard_urls
+from ssl_ops.train import (Collapse, ConfigError, NonFiniteLoss, ShardSource, TrainConfig, TrainingError,
+                           effective_rank, embedding_std, load_encoder, lr_at, train)
+from ssl_ops.train.checkpoint import load, save_atomic
+from ssl_ops.train.optim import LARS
+
+SMALL = dict(method="simclr", backbone="resnet18", width=8, batch_size=32, warmup_steps=2, workers=1,
+             health_every=3, lr=1e-3)
+
+
+def losses(out):
+    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# -- config -----------------------------------------------------------------------------------------------------
+
+def test_config_from_yaml_like_mappings_and_clear_errors():
+    cfg = TrainConfig.from_dict({"method": "dino", "backbone": "vit_tiny", "image_size": 32, "batch_size": 64,
+                                 "steps": 10, "lr": "1e-3", "method_options": {"local_crops": 2}})
+    assert cfg.lr == 0.001 and cfg.steps == 10
+    assert TrainConfig.from_dict({"epochs": 2}).total_steps(1000) == math.ceil(2 * 1000 / 256)
+    cases = [({"methd": "simclr"}, r"unknown key\(s\) \['methd'\]"),
+             ({"method": "swav"}, "train.method 'swav' is unknown; choose one of simclr"),
+             ({"backbone": "resnet101"}, "train.backbone 'resnet101' is unknown"),
+             ({"method": "mae"}, "mae needs a ViT backbone"),
+             ({"steps": 10, "epochs": 1}, "exactly one of train.steps and train.epochs"),
+             ({"steps": "many"}, r"train.steps: 'many' is not a valid int"),
+             ({"steps": 2.5}, "train.steps: 2.5 is not a valid int"),
+             ({"batch_size": 1}, "at least 2"),
+             ({"backbone": "vit_tiny", "image_size": 30, "patch_size": 4}, "not a multiple of train.patch_size"),
+             ({"compile": "yes"}, "train.compile: 'yes' is not a valid bool"),
+             ({"method_options": {"temp": 1}}, r"\['temp'\] are not options of simclr; its options are temperature")]
+    for d, msg in cases:
+        with pytest.raises(ConfigError, match=msg):
+            TrainConfig.from_dict(d)
+
+
+# -- schedules and optimisers ----------------------------------------------------------------------------------
+
+def test_lr_warms_up_linearly_then_follows_a_half_cosine_to_min_lr():
+    assert lr_at(0, 100, 1.0, warmup_steps=10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, warmup_steps=10) == pytest.approx(1.0)
+    assert lr_at(10, 100, 1.0, warmup_steps=10) == pytest.approx(1.0)
+    assert lr_at(55, 100, 1.0, warmup_steps=10, min_lr=0.2) == pytest.approx(0.6)  # half way down the cosine
+    assert lr_at(100, 100, 1.0, warmup_steps=10, min_lr=0.2) == pytest.approx(0.2)
+    assert lr_at(7, 50, 3e-3, 5) == lr_at(7, 50, 3e-3, 5)  # pure: no hidden state
+
+
+def test_lars_scales_each_weight_update_by_its_trust_ratio_and_leaves_biases_plain():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # |w| = 5
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = LARS([dict(params=[w], weight_decay=0.1, lars=True), dict(params=[b], weight_decay=0.0, lars=False)],
+               lr=0.5, momentum=0.9, eta=0.001)
+    w.grad, b.grad = torch.tensor([[0.0, 1.0]]), torch.tensor([2.0])
+    d = torch.tensor([[0.0, 1.0]]) + 0.1 * torch.tensor([[3.0, 4.0]])  # gradient + weight decay
+    trust = 0.001 * 5 / d.norm()
+    opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * trust * d)
+    assert torch.allclose(b.detach(), torch.tensor([1.0 - 0.5 * 2.0]))
+
+
+# -- health -----------------------------------------------------------------------------------------------------
+
+def test_health_metrics_tell_isotropic_from_collapsed_embeddings():
+    torch.manual_seed(0)
+    iso = torch.randn(2048, 64)
+    assert embedding_std(iso) == pytest.approx(1.0, abs=0.05)
+    assert effective_rank(iso) > 55
+    assert embedding_std(torch.ones(100, 64) + 1e-7 * torch.randn(100, 64)) < 0.01
+    line = torch.randn(500, 1) @ torch.randn(1, 64)
+    assert effective_rank(line) < 1.1
+
+
+# -- the loop on real shards -------------------------------------------------------------------------------------
+
+def test_a_killed_run_resumes_at_the_same_step_lr_and_data_position(cifar_shards, tmp_path):
+    """Uninterrupted 9 steps vs. a run that dies at step 7 (after the checkpoint at 6) and is restarted: the same
+    step count, and steps 6-8 see the same data, lr and weights, so the loss curve continues exactly."""
+    urls = shard_urls([cifar_shards])
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 9, "checkpoint_every": 3})
+
+    def source():
+        return ShardSource(urls, 32, 32, workers=1, seed=cfg.seed)
+
+    whole = train(cfg, source(), tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def die_at_7(step, metrics):
+        if step == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, source(), tmp_path / "resumed", callback=die_at_7)
+    assert load(tmp_path / "resumed" / "checkpoint.pt")["step"] == 6
+    lrs = []
+    again = train(cfg, source(), tmp_path / "resumed", callback=lambda s, m: lrs.append((s, m["lr"])))
+    assert again.resumed_from == 6 and again.steps == whole.steps == 9 and again.images_seen == 9 * 32
+    assert [s for s, _ in lrs] == [6, 7, 8]
+    assert [lr for _, lr in lrs] == [lr_at(s, 9, cfg.lr, cfg.warmup_steps) for s in (6, 7, 8)]
+    a, b = losses(tmp_path / "whole"), losses(tmp_path / "resumed")
+    assert len(b) == 9  # the metrics log holds each step once: steps 0-5 from the first run, 6-8 from the resume
+    assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
+    ea, _ = load_encoder(tmp_path / "whole" / "encoder.pt")
+    eb, _ = load_encoder(tmp_path / "resumed" / "encoder.pt")
+    for (k, va), vb in zip(ea.state_dict().items(), eb.state_dict().values()):
+        assert torch.allclose(va.float(), vb.float(), atol=1e-5), k
+
+
+def test_resuming_with_a_different_config_is_refused(cifar_shards, tmp_path):
+    urls = shard_urls([cifar_shards])
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 2, "checkpoint_every": 1})
+    train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path)
+    other = TrainConfig.from_dict({**SMALL, "steps": 2, "checkpoint_every": 1, "lr": 0.1})
+    with pytest.raises(TrainingError, match=r"another config \(lr: 0.001 -> 0.1\).*delete the checkpoint"):
+        train(other, ShardSource(urls, 32, 32, workers=0), tmp_path)
+    done = train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path)  # complete: nothing left to train
+    assert done.steps == 2 and done.resumed_from == 2 and math.isfinite(done.final_loss)
+
+
+def test_a_non_finite_loss_stops_with_a_clear_error(cifar_shards, tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 20, "optimizer": "sgd", "lr": 1e12, "warmup_steps": 0,
+                                 "clip_grad": 0, "checkpoint_every": 0})
+    with pytest.raises(NonFiniteLoss, match=r"not finite at step \d+ .*Lower train.lr"):
+        train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0), tmp_path)
+
+
+def test_a_collapsed_embedding_aborts_the_run_when_asked(tmp_path):
+    """Identical grey images give identical features: embedding std 0, below collapse_std."""
+
+    def grey(start, n):
+        return (torch.full((32, 3, 32, 32), 128, dtype=torch.uint8) for _ in range(n))
+
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 6, "warmup_steps": 0, "health_every": 2, "collapse_std": 0.05,
+                                 "augment": False, "checkpoint_every": 0})
+    with pytest.raises(Collapse, match=r"collapsed at step 0: embedding_std 0.0000 < train.collapse_std 0.05"):
+        train(cfg, grey, tmp_path)
+
+
+def test_per_step_metrics_reach_the_callback(cifar_shards, tmp_path):
+    seen = {}
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 4, "checkpoint_every": 0})
+    res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 32, workers=1), tmp_path,
+                callback=lambda s, m: seen.setdefault(s, m))
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert {"loss", "lr", "images_per_s", "views_per_s", "data_wait_share", "grad_norm"} <= set(seen[1])
+    assert "embedding_std" in seen[0] and "effective_rank" in seen[3]
+    assert 0 <= seen[2]["data_wait_share"] <= 1 and seen[2]["views_per_s"] == pytest.approx(
+        2 * seen[2]["images_per_s"])
+    assert res.images_per_s > 0 and res.device == "cpu" and res.health["effective_rank"] >= 1
+
+
+# -- weights --------------------------------------------------------------------------------------------------
+
+def test_the_encoder_round_trips_and_arbitrary_pickles_are_refused(cifar_shards, tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 2, "checkpoint_every": 0})
+    res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0), tmp_path)
+    enc, meta = load_encoder(res.encoder_path)
+    assert meta["backbone"] == "resnet18" and meta["width"] == 8 and meta["steps"] == 2
+    x = torch.randn(4, 3, 32, 32)
+    assert enc(x).shape == (4, 64)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran while loading",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"state_dict": Evil()}, f)
+    with pytest.raises(pickle.UnpicklingError):
+        load(tmp_path / "evil.pt")
+    save_atomic({"x": torch.ones(2)}, tmp_path / "ok.pt")
+    assert torch.equal(load(tmp_path / "ok.pt")["x"], torch.ones(2))
+    assert not list(tmp_path.glob(".ok.pt.tmp*"))
