@@ -8,19 +8,25 @@ from assets.bias_report import build_bias_report
 from assets.eval_images import build_eval_images
 from assets.eval_leakage import build_eval_leakage
 from assets.image_shards import build_image_shards
+from assets.mlflow_tracking import MlflowTracking
 from assets.partitions import batches
 from assets.raw_images import build_raw_images
 from assets.resources import PipelineHome
+from assets.ssl_encoder import build_ssl_encoder
 from assets.validated_images import build_validated_images
 from data_contracts import Contract
 
 BATCH_ASSETS = ("raw_images", "validated_images", "bias_report", "image_shards")
 GLOBAL_ASSETS = ("eval_images",)
+TRAIN_ASSETS = ("ssl_encoder",)
 
 
-def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: dict | None = None) -> list[dg.AssetsDefinition]:
+def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: dict | None = None,
+                 train_defaults: dict | None = None) -> list[dg.AssetsDefinition]:
+    """train_defaults: the train section (TrainConfig keys plus the window keys batches, last_batches)."""
     return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract),
-            build_image_shards(eval_contract, shard_defaults), build_eval_images(eval_contract)]
+            build_image_shards(eval_contract, shard_defaults), build_eval_images(eval_contract),
+            build_ssl_encoder(train_defaults)]
 
 
 def build_checks(eval_contract: Contract) -> list[dg.AssetChecksDefinition]:
@@ -28,4 +34,5 @@ def build_checks(eval_contract: Contract) -> list[dg.AssetChecksDefinition]:
     return [build_eval_leakage(eval_contract)] if "leakage" in eval_contract.checks else []
 
 
-__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "PipelineHome", "batches", "build_assets", "build_checks"]
+__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "TRAIN_ASSETS", "MlflowTracking", "PipelineHome", "batches", "build_assets",
+           "build_checks"]

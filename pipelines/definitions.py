@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches, build_assets, build_checks
+from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches, build_assets, build_checks
 from data_contracts import load_contract
 from pipelines.console_log import sslpipe_console
 from pipelines.sensors import build_landing_sensor
-from pipelines.settings import Settings, resources_for
+from pipelines.settings import Settings, resources_for, train_defaults
 
 BATCH_JOB = "ingest_batch"
 EVAL_JOB = "ingest_eval"
 LEAKAGE_JOB = "check_eval_leakage"
+TRAIN_JOB = "train_encoder"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -27,12 +28,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     eval_sel = dg.AssetSelection.assets(*GLOBAL_ASSETS)
     ingest_eval = dg.define_asset_job(EVAL_JOB, selection=eval_sel - dg.AssetSelection.checks(*checks),
                                       description="Ingest the labeled eval set and run its contract checks.")
-    jobs = [ingest_batch, ingest_eval]
+    train_encoder = dg.define_asset_job(TRAIN_JOB, selection=list(TRAIN_ASSETS),
+                                        description="Pretrain an encoder on the shards of the accepted batches.")
+    jobs = [ingest_batch, ingest_eval, train_encoder]
     if checks:
         jobs.append(dg.define_asset_job(LEAKAGE_JOB, selection=dg.AssetSelection.checks(*checks),
                                         description="Check that no eval image is in any training shard."))
     return dg.Definitions(
-        assets=build_assets(contract, eval_contract, settings.shards),
+        assets=build_assets(contract, eval_contract, settings.shards, train_defaults(settings.train)),
         asset_checks=checks,
         jobs=jobs,
         sensors=[build_landing_sensor(ingest_batch)],

@@ -5,7 +5,7 @@
 New landing folders are registered as batch partitions. The eval set runs first (so that image_shards
 leaves copies of eval images out of every batch), then the per-batch assets once per batch in arrival
 order (so duplicates are checked against earlier batches), then the eval set's leakage check on the
-final shards. Runs are
+final shards, and last the encoder's pretraining on the accepted batches (unless that check failed). Runs are
 recorded in the instance, so they show in `dagster dev`. Failed checks are collected with their reason.
 """
 
@@ -16,12 +16,12 @@ from typing import Callable
 
 import dagster as dg
 
-from assets import BATCH_ASSETS, GLOBAL_ASSETS, batches
-from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, build_definitions
+from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches
+from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, TRAIN_JOB, build_definitions
 from pipelines.sensors import landing_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance
 
-ALL_ASSETS = BATCH_ASSETS + GLOBAL_ASSETS
+ALL_ASSETS = BATCH_ASSETS + GLOBAL_ASSETS + TRAIN_ASSETS
 
 
 @dataclass
@@ -145,6 +145,17 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
                                                                  raise_on_error=False, tags={"sslpipe/command": "run"})
         outcomes.append(_outcome(LEAKAGE_JOB, None, r))
         echo(_describe(outcomes[-1]))
+    if any(a in selected for a in TRAIN_ASSETS):
+        leak = [o for o in outcomes if o.job == LEAKAGE_JOB]
+        if leak and not leak[-1].success:
+            echo("[global] not training: the eval set's leakage check failed (see above)")
+        else:
+            echo("[global] pretraining the encoder on the accepted batches")
+            r = defs.resolve_job_def(TRAIN_JOB).execute_in_process(run_config=run_config, instance=instance,
+                                                                   raise_on_error=False,
+                                                                   tags={"sslpipe/command": "run"})
+            outcomes.append(_outcome(TRAIN_JOB, None, r))
+            echo(_describe(outcomes[-1]))
     return outcomes
 
 

@@ -19,12 +19,17 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from assets import PipelineHome
+from assets import MlflowTracking, PipelineHome
 from ssl_ops.home import Home
 from ssl_ops.shards import ShardConfig
 
 ENVIRONMENTS = ("local",)
 CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train"}
+WINDOW_KEYS = ("batches", "last_batches")  # in the train section: which batches ssl_encoder trains on
+# The pipeline's default training: small enough to train the demo on 2 CPU cores in about a minute.
+# A config file's `train:` section is applied over it (keys of ssl_ops.train.TrainConfig, plus WINDOW_KEYS).
+DEFAULT_TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size": 32, "batch_size": 128,
+                 "steps": 100, "warmup_steps": 10, "workers": 1, "checkpoint_every": 50, "health_every": 20}
 
 
 class SettingsError(ValueError):
@@ -39,7 +44,7 @@ class Settings:
     env: str = "local"
     workers: int = 0  # ingestion processes; 0 = all cores
     shards: dict | None = None  # overrides of ssl_ops.shards.ShardConfig
-    train: dict | None = None  # the training section, read by the pretraining asset (next issue)
+    train: dict | None = None  # the training section over DEFAULT_TRAIN, read by the ssl_encoder asset
     config_file: str | None = None  # the YAML config applied, if any
 
     @classmethod
@@ -88,11 +93,12 @@ class Settings:
         for key in ("contract", "eval_contract"):
             if key in d and not isinstance(d[key], str):
                 raise SettingsError(f"{p}: {key} must be a shipped contract name or a path to a YAML file, got {d[key]!r}")
+        train = _train_section(d.get("train"), p)
         base = p.parent
         contract = d.get("contract", self.contract)
         eval_contract = d.get("eval_contract", self.eval_contract)
         return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
-                       workers=workers, shards=shards or self.shards, train=d.get("train"),
+                       workers=workers, shards=shards or self.shards, train=train,
                        config_file=str(p.resolve()))
 
     def export(self) -> None:
@@ -107,6 +113,40 @@ class Settings:
             os.environ.pop("SSLPIPE_CONFIG", None)
 
 
+def _train_section(train, p: Path) -> dict | None:
+    """The `train:` section checked now, so that a typo fails before any data is touched."""
+    if train is None:
+        return None
+    if not isinstance(train, dict):
+        raise SettingsError(f"{p}: train must be a mapping such as {{method: byol, steps: 500}}, got {train!r}")
+    from ssl_ops.train import ConfigError, TrainConfig
+
+    window = {k: train[k] for k in WINDOW_KEYS if k in train}
+    if "batches" in window and not (isinstance(window["batches"], list)
+                                    and all(isinstance(b, str) for b in window["batches"])):
+        raise SettingsError(f"{p}: train.batches must be a list of batch names, got {window['batches']!r}")
+    if "last_batches" in window and (not isinstance(window["last_batches"], int) or window["last_batches"] < 0):
+        raise SettingsError(f"{p}: train.last_batches must be an integer >= 0 (0 = all), got {window['last_batches']!r}")
+    try:
+        TrainConfig.from_dict(train_config_dict(train))
+    except ConfigError as e:
+        raise SettingsError(f"{p}: {e}") from None
+    return dict(train)
+
+
+def train_defaults(train: dict | None) -> dict:
+    """DEFAULT_TRAIN with the configured train section over it (window keys included)."""
+    merged = {**DEFAULT_TRAIN, **(train or {})}
+    if "epochs" in (train or {}) and "steps" not in (train or {}):
+        merged.pop("steps")
+    return merged
+
+
+def train_config_dict(train: dict | None) -> dict:
+    """train_defaults less the window keys: the keys of ssl_ops.train.TrainConfig."""
+    return {k: v for k, v in train_defaults(train).items() if k not in WINDOW_KEYS}
+
+
 def _relative(contract: str, base: Path) -> str:
     """A contract path in a config file is relative to that file; a bare name is a shipped contract."""
     if contract.endswith((".yaml", ".yml")) and not Path(contract).is_absolute():
@@ -119,7 +159,9 @@ def resources_for(settings: Settings) -> dict:
     h = settings.home
     if settings.env == "local":
         return {"home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
-                                     workers=settings.workers)}
+                                     workers=settings.workers),
+                "mlflow": MlflowTracking(tracking_uri=f"sqlite:///{h.mlflow_dir / 'mlflow.db'}",
+                                         artifact_root=str(h.mlflow_dir / "artifacts"))}
     raise SettingsError(f"no resources for environment {settings.env!r}")
 
 

@@ -6,6 +6,7 @@
     shards/<batch>/shard-NNNNNN.tar, index.json
     reports/<batch>/                 Great Expectations data docs, bias report
     dagster/                         the Dagster instance (DAGSTER_HOME)
+    models/<key>/                    training runs: checkpoint.pt, encoder.pt, metrics.jsonl, result.json
     mlflow/                          the MLflow tracking store
 """
 
@@ -56,6 +57,9 @@ class Home:
 
     def report_dir(self, batch: str) -> Path:
         return self.root / "reports" / batch
+
+    def model_dir(self, key: str) -> Path:
+        return self.root / "models" / key
 
     @property
     def dagster_home(self) -> Path:

@@ -18,10 +18,10 @@ class DINO(Method):
     def __init__(self, backbone, image_size: int, out_dim: int = 4096, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, local_crops: int = 4, local_size: int | None = None,
                  student_temp: float = 0.1, teacher_temp: float = 0.04, center_momentum: float = 0.9,
-                 momentum: float = 0.996):
+                 momentum: float = 0.996, use_bn_in_head: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.head = DINOHead(backbone.out_dim, out_dim, hidden_dim, bottleneck_dim)
+        self.head = DINOHead(backbone.out_dim, out_dim, hidden_dim, bottleneck_dim, use_bn_in_head)
         self.teacher_backbone = frozen_copy(backbone)
         self.teacher_head = frozen_copy(self.head)
         local_size = local_size or max(8, image_size // 2)

@@ -29,13 +29,16 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, last_bn: bool =
 
 
 class DINOHead(nn.Module):
-    """DINO's head (Caron et al. 2021, sec. 3.1): a 3-layer MLP (GELU, no BN) to a bottleneck, L2-normalised,
+    """DINO's head (Caron et al. 2021, sec. 3.1): a 3-layer MLP (GELU; BN optional, as DINO's use_bn_in_head)
+    to a bottleneck, L2-normalised,
     then a weight-normalised linear layer to `out_dim` prototypes whose norm is fixed to 1."""
 
-    def __init__(self, in_dim: int, out_dim: int = 4096, hidden: int = 2048, bottleneck: int = 256):
+    def __init__(self, in_dim: int, out_dim: int = 4096, hidden: int = 2048, bottleneck: int = 256,
+                 use_bn: bool = False):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, bottleneck))
+        norm = (lambda: nn.BatchNorm1d(hidden)) if use_bn else nn.Identity
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), norm(), nn.GELU(), nn.Linear(hidden, hidden), norm(),
+                                 nn.GELU(), nn.Linear(hidden, bottleneck))
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)

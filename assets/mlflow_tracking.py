@@ -1,0 +1,106 @@
+"""MLflow tracking: a small resource of our own over MlflowClient (dagster-mlflow is a legacy op-style resource).
+
+    run = tracking.start_run("ssl_encoder", tags={...})      # or tracking.resume_run(run_id)
+    run.log_params({...}); run.log_metrics({"loss": 1.2}, step=10); run.log_artifact(path); run.finish()
+
+The default store is SQLite with local artifacts under the home's mlflow/ folder; point tracking_uri at a
+tracking server (http://...) to share runs. Metrics are buffered and written in batches (every `flush_every`
+calls, and at finish), so per-step logging does not cost a database write per step.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dagster as dg
+
+
+class MlflowRun:
+    def __init__(self, client, run_id: str, experiment_id: str, ui_url: str, flush_every: int = 20):
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
+        self.ui_url, self.flush_every = ui_url, flush_every
+        self._pending: list = []
+
+    @property
+    def url(self) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in sorted(tags.items())])
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+        if len(self._pending) >= self.flush_every * max(len(metrics), 1):
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._pending), 1000):
+            self.client.log_batch(self.run_id, metrics=self._pending[i:i + 1000])
+        self._pending = []
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.flush()
+        self.client.set_terminated(self.run_id, status)
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """Where runs go: a tracking URI (SQLite file by default), an artifact folder, an experiment name."""
+
+    tracking_uri: str  # e.g. sqlite:////abs/path/mlflow.db, or http://mlflow.internal:5000
+    artifact_root: str | None = None  # for new experiments with a local store: a folder (or any artifact URI)
+    experiment: str = "sslpipe"
+    ui_url: str = "http://127.0.0.1:5000"  # where `mlflow ui` (or the server) shows runs, for links
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def experiment_id(self, client) -> str:
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.artifact_root:
+            root = self.artifact_root
+            location = root if "://" in root else Path(root).resolve().as_uri()
+        return client.create_experiment(self.experiment, artifact_location=location)
+
+    def start_run(self, run_name: str, tags: dict | None = None) -> MlflowRun:
+        client = self.client()
+        exp = self.experiment_id(client)
+        run = client.create_run(exp, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()})
+        return MlflowRun(client, run.info.run_id, exp, self.ui_url)
+
+    def resume_run(self, run_id: str) -> MlflowRun | None:
+        """The run, set running again (for a resumed training); None if the store does not hold it."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            return None
+        client.update_run(run_id, status="RUNNING")
+        return MlflowRun(client, run_id, run.info.experiment_id, self.ui_url)
+
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"

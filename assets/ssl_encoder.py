@@ -1,0 +1,188 @@
+"""ssl_encoder: self-supervised pretraining (ssl_ops.train) on the shards of a window of accepted batches.
+
+Config comes from the `train:` section of `sslpipe run --config FILE` (the launchpad's defaults) and can be
+changed in the launchpad. The run is keyed by (train config, the window's shard index digests): the same key
+is not trained twice (the asset reuses the encoder), and a run that died is resumed from its checkpoint in
+models/<key>/, logging into the same MLflow run.
+"""
+
+import dataclasses
+import hashlib
+import json
+import typing
+from pathlib import Path
+
+import dagster as dg
+import pydantic
+
+from assets.gates import blocking_failures
+from assets.mlflow_tracking import MlflowTracking
+from assets.partitions import batches as batches_partitions
+from assets.resources import PipelineHome
+from ssl_ops.data import shard_urls
+from ssl_ops.train import ConfigError, ShardSource, TrainConfig, TrainingError, train
+
+CODE_VERSION = "1"
+
+
+def train_run_config(defaults: dict | None) -> type[dg.Config]:
+    """A launchpad config with every TrainConfig field (defaults: the configured train section), method
+    options as JSON text, and the window of batches (defaults: its `batches` and `last_batches` keys)."""
+    defaults = dict(defaults or {})
+    window = {k: defaults.pop(k) for k in ("batches", "last_batches") if k in defaults}
+    base = TrainConfig.from_dict(defaults)
+    hints = typing.get_type_hints(TrainConfig)
+    fields: dict = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "method_options":
+            fields[f.name] = (str, pydantic.Field(default=json.dumps(base.method_options),
+                                                  description="the method's options, as a JSON object"))
+        else:
+            fields[f.name] = (hints[f.name], getattr(base, f.name))
+    fields["batches"] = (list[str], pydantic.Field(default=list(window.get("batches", [])), description="batches to train on (empty: every "
+                                                                           "accepted batch with shards)"))
+    fields["last_batches"] = (int, pydantic.Field(default=window.get("last_batches", 0), description="only the latest N accepted ones (0: all)"))
+    cls = pydantic.create_model("TrainRunConfig", __base__=dg.Config, __doc__=TrainConfig.__doc__, **fields)
+
+    def to_library(self) -> TrainConfig:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)}
+        try:
+            d["method_options"] = json.loads(self.method_options or "{}")
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"train.method_options is not a JSON object: {e}") from None
+        return TrainConfig.from_dict(d)
+
+    cls.to_library = to_library
+    return cls
+
+
+def select_window(h, known: list[str], wanted: list[str], last: int) -> tuple[list[dict], list[str]]:
+    """-> ([{batch, index, digest, samples}] in arrival order, [skipped: why])."""
+    unknown = [b for b in wanted if b not in known]
+    if unknown:
+        raise dg.Failure(f"ssl_encoder: unknown batch(es) {unknown} in the window; known: {known}")
+    window, skipped = [], []
+    for b in (wanted or known):
+        index = h.shard_index_path(b)
+        failed = blocking_failures(h, b)
+        if failed:
+            skipped.append(f"{b}: failed blocking check(s): {' | '.join(failed)}")
+        elif not index.is_file():
+            skipped.append(f"{b}: no shards (image_shards has not run for it)")
+        else:
+            d = json.loads(index.read_text())
+            if d["samples"] == 0:
+                skipped.append(f"{b}: its shards hold no samples")
+            else:
+                window.append({"batch": b, "index": str(index), "digest": d["digest"], "samples": d["samples"]})
+    if last:
+        window = window[-last:]
+    return window, skipped
+
+
+def run_key(cfg: TrainConfig, window: list[dict]) -> str:
+    payload = {"code": CODE_VERSION, "train": cfg.to_dict(), "data": [(w["batch"], w["digest"]) for w in window]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition:
+    TrainRunConfig = train_run_config(train_defaults)
+
+    @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"pytorch", "mlflow"},
+              deps=[dg.AssetDep("image_shards", partition_mapping=dg.AllPartitionMapping())],
+              description="Self-supervised pretraining (SimCLR, BYOL, MoCo v3, DINO, MAE, VICReg, Barlow Twins) on "
+                          "the shards of a window of accepted batches; GPU when present, else CPU. Logs params, "
+                          "per-step metrics and artifacts to MLflow; resumes from its checkpoint; does not retrain "
+                          "on unchanged data and config.")
+    def ssl_encoder(context: dg.AssetExecutionContext, config: TrainRunConfig, home: PipelineHome,
+                    mlflow: MlflowTracking) -> dg.MaterializeResult:
+        h = home.paths()
+        try:
+            cfg = config.to_library()
+        except ConfigError as e:
+            raise dg.Failure(str(e)) from None
+        known = list(context.instance.get_dynamic_partitions(batches_partitions.name))
+        window, skipped = select_window(h, known, list(config.batches), config.last_batches)
+        for s in skipped:
+            context.log.warning(f"ssl_encoder: leaving out {s}")
+        if not window:
+            raise dg.Failure("ssl_encoder: no accepted batch has shards to train on; land images and run the "
+                             "ingest_batch job (sslpipe run) first")
+        samples = sum(w["samples"] for w in window)
+        key = run_key(cfg, window)
+        out = h.model_dir(key)
+        result_path = out / "result.json"
+        names = [w["batch"] for w in window]
+        if result_path.is_file() and (out / "encoder.pt").is_file():
+            result = json.loads(result_path.read_text())
+            context.log.info(f"ssl_encoder: reusing the encoder trained on the same data and config ({out})")
+            return _materialization(key, result, window, cfg, out, mlflow, reused=True)
+
+        run_id_path = out / "mlflow_run_id"
+        run = mlflow.resume_run(run_id_path.read_text().strip()) if run_id_path.is_file() else None
+        if run is None:
+            run = mlflow.start_run("ssl_encoder", tags={
+                "sslpipe.asset": "ssl_encoder", "sslpipe.run_key": key, "dagster.run_id": context.run_id,
+                "sslpipe.batches": ",".join(names), "sslpipe.method": cfg.method, "sslpipe.backbone": cfg.backbone})
+            out.mkdir(parents=True, exist_ok=True)
+            run_id_path.write_text(run.run_id)
+            run.log_params({**{k: json.dumps(v) if isinstance(v, dict) else v for k, v in cfg.to_dict().items()},
+                            "batches": ",".join(names), "samples": samples,
+                            "shard_index_digests": json.dumps({w["batch"]: w["digest"] for w in window})})
+        else:
+            context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
+        total = cfg.total_steps(samples)
+        context.log.info(f"ssl_encoder: {cfg.method} / {cfg.backbone} on {samples} images of {len(window)} batch(es) "
+                         f"({', '.join(names)}), {total} steps of {cfg.batch_size}; MLflow run {run.run_id}")
+        every = max(1, total // 10)
+
+        def on_step(step: int, metrics: dict) -> None:
+            run.log_metrics(metrics, step)
+            if step % every == 0 or step == total - 1:
+                context.log.info(f"ssl_encoder: step {step + 1}/{total} loss {metrics['loss']:.4f} "
+                                 f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s")
+
+        urls = shard_urls([Path(w["index"]) for w in window])
+        try:
+            res = train(cfg, ShardSource(urls, cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed), out,
+                        num_samples=samples, callback=on_step)
+        except TrainingError as e:
+            run.finish("FAILED")
+            raise dg.Failure(f"ssl_encoder: {e}") from None
+        except BaseException:
+            run.finish("KILLED")
+            raise
+        result = {**res.to_dict(), "mlflow_run_id": run.run_id, "mlflow_experiment_id": run.experiment_id,
+                  "mlflow_url": run.url}
+        result_path.write_text(json.dumps(result, indent=1))
+        run.log_metrics({"final_loss": res.final_loss, "images_per_s_mean": res.images_per_s,
+                         "views_per_s_mean": res.views_per_s, "data_wait_share_mean": res.data_wait_share,
+                         **{f"final_{k}": v for k, v in res.health.items()}}, step=res.steps)
+        for name in ("encoder.pt", "config.json", "metrics.jsonl", "result.json"):
+            run.log_artifact(out / name, "encoder" if name == "encoder.pt" else "training")
+        run.finish()
+        return _materialization(key, result, window, cfg, out, mlflow, reused=False)
+
+    return ssl_encoder
+
+
+def _materialization(key, result, window, cfg, out, mlflow, reused) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(key),
+        metadata={
+            "batches": [w["batch"] for w in window],
+            "shard_index_digests": {w["batch"]: w["digest"] for w in window},
+            "samples": sum(w["samples"] for w in window),
+            "method": cfg.method, "backbone": cfg.backbone, "image_size": cfg.image_size,
+            "steps": result["steps"], "images_seen": result["images_seen"],
+            "images_per_s": round(result["images_per_s"], 1), "views_per_s": round(result["views_per_s"], 1),
+            "data_wait_share": round(result["data_wait_share"], 4), "final_loss": round(result["final_loss"], 5),
+            **{k: round(v, 4) for k, v in result["health"].items()},
+            "device": result["device"], "world_size": result["world"], "wall_s": round(result["wall_s"], 1),
+            "resumed_from_step": result["resumed_from"] if result["resumed_from"] is not None else -1,
+            "reused": reused, "run_key": key,
+            "encoder": dg.MetadataValue.path(str(out / "encoder.pt")),
+            "mlflow_run_id": result["mlflow_run_id"],
+            "mlflow_run": dg.MetadataValue.url(result["mlflow_url"]),
+            "mlflow_ui": dg.MetadataValue.text(mlflow.ui_command()),
+        })
