@@ -9,7 +9,7 @@ import pytest
 from assets import PipelineHome, batches
 from imagefiles import jpeg_bytes, write
 from data_contracts import load_contract
-from pipelines.definitions import BATCH_JOB, EVAL_JOB, build_definitions
+from pipelines.definitions import BATCH_JOB, EVAL_JOB, TRAIN_JOB, build_definitions
 from pipelines.sensors import build_landing_sensor, landing_batches
 from pipelines.settings import Settings, SettingsError
 
@@ -19,7 +19,10 @@ def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images"}
+    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images", "ssl_encoder"}
+    # the encoder trains on every partition of image_shards (the window is chosen in its config)
+    assert graph.get(dg.AssetKey("ssl_encoder")).parent_keys == {dg.AssetKey("image_shards")}
+    assert defs.resolve_job_def(TRAIN_JOB).partitions_def is None
     # every per-batch asset reads raw_images' manifest: a direct edge keeps the order in any --select subset
     assert graph.get(dg.AssetKey("image_shards")).parent_keys == {
         dg.AssetKey("raw_images"), dg.AssetKey("validated_images"), dg.AssetKey("bias_report")}

@@ -40,7 +40,7 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     outcomes = run_pipeline(settings)
     assert [(o.job, o.partition, o.success) for o in outcomes] == [
         ("ingest_eval", None, True), ("ingest_batch", "b1", True), ("ingest_batch", "b2", True),
-        ("check_eval_leakage", None, True)]
+        ("check_eval_leakage", None, True), ("train_encoder", None, True)]
     assert "skipping landing/empty-batch: empty folder" in capsys.readouterr().out
     assert not [c for o in outcomes for c in o.blocked]
 
@@ -48,7 +48,7 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     assert list(instance.get_dynamic_partitions("batches")) == ["b1", "b2"]
     pool = instance.event_log_storage.get_concurrency_info("sslpipe_ingest")
     assert pool.limit == 1 and pool.claimed_slots == []  # ingestion is serialised across runs, and released
-    assert len(instance.get_run_records()) == 4  # visible in `dagster dev`
+    assert len(instance.get_run_records()) == 5  # visible in `dagster dev`
     m1 = latest(instance, "raw_images", "b1")
     assert (m1["files_seen"], m1["accepted"], m1["quarantined"], m1["accounted_for"]) == (12, 6, 6, True)
     assert m1["quarantine_reasons"] == {"decompression_bomb": 1, "duplicate": 1, "empty": 1, "not_an_image": 1,
@@ -198,10 +198,16 @@ def test_missing_eval_folder_fails_the_eval_run_with_a_clear_message(home, capsy
     assert "eval folder" in capsys.readouterr().err
 
 
+@pytest.mark.real_train_defaults
 def test_demo_runs_the_whole_graph(tmp_path, capsys):
+    """With the shipped training default (100 steps of SimCLR, ResNet-18 at width 16): the demo trains an
+    encoder on all three batches and its loss falls."""
     assert main(["demo", "--home", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "demo-001" in out and "[global] ok" in out
+    assert "demo-001" in out and "[global] ok" in out and "materialized ssl_encoder" in out
+    (run_dir,) = (tmp_path / "demo" / "models").iterdir()
+    losses = [json.loads(x)["loss"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 100 and sum(losses[-10:]) < sum(losses[:10])
     idx = [load_index(tmp_path / "demo" / "shards" / f"demo-00{i}" / "index.json") for i in (1, 2, 3)]
     ev = read_manifest(tmp_path / "demo" / "manifests" / "eval" / "accepted.parquet")
     assert sum(i.samples for i in idx) + ev.num_rows == 1797  # every digit is either trained on or evaluated
