@@ -11,6 +11,8 @@
   shards, else a clear error.
 - Resampled mode (steps=N): shards are drawn with replacement, forever, and exactly N batches come out.
 - Every image is decoded to RGB, its shorter side resized to image_size and centre-cropped: any size works.
+- URLs: local paths, WebDataset's own schemes (http, pipe:, gs, ...) and any fsspec URL (s3://, gs://, az://,
+  memory://, ...; the filesystem's fsspec package must be installed), for the index files and the shards.
 """
 
 from __future__ import annotations
@@ -40,13 +42,40 @@ class LoaderConfig:
     shuffle_buffer: int = 2000  # samples held for sample-level shuffling (0 = none)
 
 
-def shard_urls(index_paths: list[Path]) -> list[str]:
-    """The shard paths listed by ssl_ops.shards index.json files, in index order."""
+def _is_url(p) -> bool:
+    return isinstance(p, str) and "://" in p and not p.startswith("file://")
+
+
+def shard_urls(index_paths: list[Path | str]) -> list[str]:
+    """The shard paths (or URLs) listed by ssl_ops.shards index.json files (paths or fsspec URLs), in order."""
     urls = []
     for p in index_paths:
-        index = json.loads(Path(p).read_text())
-        urls += [str(Path(p).parent / s["name"]) for s in index["shards"]]
+        if _is_url(p):
+            import fsspec
+
+            with fsspec.open(p, "rt") as f:
+                index = json.load(f)
+            base = p.rsplit("/", 1)[0]
+            urls += [f"{base}/{s['name']}" for s in index["shards"]]
+        else:
+            index = json.loads(Path(p).read_text())
+            urls += [str(Path(p).parent / s["name"]) for s in index["shards"]]
     return urls
+
+
+def _open_fsspec(url, mode="rb", bufsize=8192, **kw):
+    import fsspec
+
+    return fsspec.open(url, mode).open()
+
+
+def _register_fsspec_schemes(urls: list[str]) -> None:
+    """Let WebDataset open URL schemes it does not know itself (s3://, az://, memory://, ...) through fsspec."""
+    import webdataset.gopen as gopen
+
+    for u in urls:
+        if _is_url(u):
+            gopen.gopen_schemes.setdefault(u.split("://", 1)[0], _open_fsspec)
 
 
 def decode_image(data: bytes, size: int) -> torch.Tensor:
@@ -94,6 +123,7 @@ def make_loader(urls: list[str], cfg: LoaderConfig, rank: int = 0, world: int = 
     seed = cfg.seed * 100003 + epoch
 
     def epoch_shards():
+        _register_fsspec_schemes(urls)  # here too: this runs in the DataLoader worker
         order = list(urls)
         random.Random(seed).shuffle(order)  # the same order on every rank and worker
         w, nw = _worker()
@@ -101,6 +131,7 @@ def make_loader(urls: list[str], cfg: LoaderConfig, rank: int = 0, world: int = 
             yield {"url": url}
 
     def resampled_shards():
+        _register_fsspec_schemes(urls)
         w, _ = _worker()
         rng = random.Random(f"{seed}/{rank}/{w}")  # a different, reproducible stream per rank and worker
         while True:

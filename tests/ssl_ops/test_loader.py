@@ -79,3 +79,19 @@ def test_any_mode_and_size_decodes_to_rgb_at_the_configured_size(mode):
     assert x.shape == (3, 16, 16) and x.dtype == torch.uint8
     if mode == "I;16":
         assert 0 < x.float().mean() < 255  # scaled from 16 bits, not clipped to white
+
+
+def test_fsspec_urls_for_the_index_and_the_shards(shards):
+    """Shards on object storage are read through fsspec: here its in-memory filesystem stands in for s3://."""
+    import fsspec
+
+    from pathlib import Path
+
+    fs = fsspec.filesystem("memory")
+    local = Path(shards[0]).parent
+    for p in sorted(local.iterdir()):
+        fs.pipe(f"/bucket/b/{p.name}", p.read_bytes())
+    urls = shard_urls(["memory://bucket/b/index.json"])
+    assert urls[0].startswith("memory://bucket/b/shard-") and len(urls) == 8
+    got = ids(make_loader(urls, LoaderConfig(image_size=8, batch_size=1, workers=0, shuffle_buffer=0)))
+    assert sorted(got) == list(range(120))

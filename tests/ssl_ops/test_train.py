@@ -182,3 +182,12 @@ def test_the_encoder_round_trips_and_arbitrary_pickles_are_refused(cifar_shards,
     save_atomic({"x": torch.ones(2)}, tmp_path / "ok.pt")
     assert torch.equal(load(tmp_path / "ok.pt")["x"], torch.ones(2))
     assert not list(tmp_path.glob(".ok.pt.tmp*"))
+
+
+def test_bf16_autocast_trains_on_cpu_when_asked(cifar_shards, tmp_path):
+    """precision auto is fp32 on CPU; bf16 may be forced there too (it is the default on GPUs)."""
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 3, "precision": "bf16", "checkpoint_every": 0})
+    res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0), tmp_path)
+    assert res.steps == 3 and math.isfinite(res.final_loss)
+    enc, _ = load_encoder(res.encoder_path)
+    assert next(enc.parameters()).dtype == torch.float32  # weights stay fp32 under autocast
