@@ -131,39 +131,57 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
                             "shard_index_digests": json.dumps({w["batch"]: w["digest"] for w in window})})
         else:
             context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
-        total = cfg.total_steps(samples)
-        context.log.info(f"ssl_encoder: {cfg.method} / {cfg.backbone} on {samples} images of {len(window)} batch(es) "
-                         f"({', '.join(names)}), {total} steps of {cfg.batch_size}; MLflow run {run.run_id}")
-        every = max(1, total // 10)
-
-        def on_step(step: int, metrics: dict) -> None:
-            run.log_metrics(metrics, step)
-            if step % every == 0 or step == total - 1:
-                context.log.info(f"ssl_encoder: step {step + 1}/{total} loss {metrics['loss']:.4f} "
-                                 f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s")
-
-        urls = shard_urls([Path(w["index"]) for w in window])
         try:
-            res = train(cfg, ShardSource(urls, cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed), out,
-                        num_samples=samples, callback=on_step)
+            result = _train_and_log(context, cfg, window, samples, out, run)
         except TrainingError as e:
             run.finish("FAILED")
             raise dg.Failure(f"ssl_encoder: {e}") from None
-        except BaseException:
+        except Exception:
+            run.finish("FAILED")
+            raise
+        except BaseException:  # interrupted (Ctrl-C, run terminated): resumable from the checkpoint
             run.finish("KILLED")
             raise
-        result = {**res.to_dict(), "mlflow_run_id": run.run_id, "mlflow_experiment_id": run.experiment_id,
-                  "mlflow_url": run.url}
-        result_path.write_text(json.dumps(result, indent=1))
-        run.log_metrics({"final_loss": res.final_loss, "images_per_s_mean": res.images_per_s,
-                         "views_per_s_mean": res.views_per_s, "data_wait_share_mean": res.data_wait_share,
-                         **{f"final_{k}": v for k, v in res.health.items()}}, step=res.steps)
-        for name in ("encoder.pt", "config.json", "metrics.jsonl", "result.json"):
-            run.log_artifact(out / name, "encoder" if name == "encoder.pt" else "training")
-        run.finish()
+        result_path.write_text(json.dumps(result, indent=1))  # last: its presence means "done, reusable"
         return _materialization(key, result, window, cfg, out, mlflow, reused=False)
 
     return ssl_encoder
+
+
+def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, out: Path, run) -> dict:
+    """Train (or resume), logging each step to the MLflow run; then the summary, any steps a killed attempt
+    did not get to flush, and the artifacts. -> the result (TrainResult + MLflow ids)."""
+    total = cfg.total_steps(samples)
+    names = [w["batch"] for w in window]
+    context.log.info(f"ssl_encoder: {cfg.method} / {cfg.backbone} on {samples} images of {len(window)} batch(es) "
+                     f"({', '.join(names)}), {total} steps of {cfg.batch_size}; MLflow run {run.run_id}")
+    every = max(1, total // 10)
+
+    def on_step(step: int, metrics: dict) -> None:
+        run.log_metrics(metrics, step)
+        if step % every == 0 or step == total - 1:
+            context.log.info(f"ssl_encoder: step {step + 1}/{total} loss {metrics['loss']:.4f} "
+                             f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s")
+
+    urls = shard_urls([Path(w["index"]) for w in window])
+    res = train(cfg, ShardSource(urls, cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed), out,
+                num_samples=samples, callback=on_step)
+    run.flush()
+    if res.resumed_from is not None:  # steps logged to the file before the kill but never flushed to MLflow
+        logged = run.logged_steps("loss")
+        for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()):
+            if row["step"] not in logged:
+                run.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+    result = {**res.to_dict(), "mlflow_run_id": run.run_id, "mlflow_experiment_id": run.experiment_id,
+              "mlflow_url": run.url}
+    run.log_metrics({"final_loss": res.final_loss, "images_per_s_mean": res.images_per_s,
+                     "views_per_s_mean": res.views_per_s, "data_wait_share_mean": res.data_wait_share,
+                     **{f"final_{k}": v for k, v in res.health.items()}}, step=res.steps)
+    for name in ("encoder.pt", "config.json", "metrics.jsonl"):
+        run.log_artifact(out / name, "encoder" if name == "encoder.pt" else "training")
+    run.log_dict(result, "training/result.json")
+    run.finish()
+    return result
 
 
 def _materialization(key, result, window, cfg, out, mlflow, reused) -> dg.MaterializeResult:

@@ -71,11 +71,11 @@ def _open_fsspec(url, mode="rb", bufsize=8192, **kw):
 
 def _register_fsspec_schemes(urls: list[str]) -> None:
     """Let WebDataset open URL schemes it does not know itself (s3://, az://, memory://, ...) through fsspec."""
-    import webdataset.gopen as gopen
+    from webdataset.gopen import gopen_schemes  # (webdataset.gopen the attribute is the function)
 
     for u in urls:
         if _is_url(u):
-            gopen.gopen_schemes.setdefault(u.split("://", 1)[0], _open_fsspec)
+            gopen_schemes.setdefault(u.split("://", 1)[0], _open_fsspec)
 
 
 def decode_image(data: bytes, size: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from ssl_ops.augment import TwoViews
 from ssl_ops.losses import barlow_twins_loss
 from ssl_ops.losses.gather import gather
-from ssl_ops.methods.base import Method, StepOutput
+from ssl_ops.methods.base import Method, StepOutput, fp32
 from ssl_ops.methods.heads import mlp
 
 
@@ -26,6 +26,8 @@ class BarlowTwins(Method):
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))
-        z = self.projector(h).float()
-        loss = barlow_twins_loss(gather(z[:n])[0], gather(z[n:])[0], self.lambd)
+        z = self.projector(h)
+        with fp32(z):
+            z = z.float()
+            loss = barlow_twins_loss(gather(z[:n])[0], gather(z[n:])[0], self.lambd)
         return StepOutput(loss, h[:n].detach())

@@ -38,6 +38,24 @@ class Method(nn.Module):
         """Called after each optimiser step (0-based)."""
 
 
+class fp32:
+    """Inside a method's forward: compute a loss in float32 even under bf16 autocast (autocast would cast a
+    matmul's inputs back to bf16; the losses' exponentials, temperatures and correlations need fp32).
+
+        with fp32(z):
+            loss = vicreg_loss(z1.float(), z2.float())
+    """
+
+    def __init__(self, like: torch.Tensor):
+        self.ctx = torch.autocast(like.device.type, enabled=False)
+
+    def __enter__(self):
+        return self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
 def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

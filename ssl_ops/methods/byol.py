@@ -8,7 +8,7 @@ import torch
 
 from ssl_ops.augment import TwoViews
 from ssl_ops.losses import byol_loss
-from ssl_ops.methods.base import Method, StepOutput, ema_momentum, ema_update, frozen_copy
+from ssl_ops.methods.base import Method, StepOutput, ema_momentum, ema_update, fp32, frozen_copy
 from ssl_ops.methods.heads import mlp
 
 
@@ -33,7 +33,9 @@ class BYOL(Method):
         p = self.predictor(self.projector(h))
         with torch.no_grad():
             z = self.target_projector(self.target_backbone(x))
-        loss = (byol_loss(p[:n], z[n:]) + byol_loss(p[n:], z[:n])) / 2
+        with fp32(p):
+            p, z = p.float(), z.float()
+            loss = (byol_loss(p[:n], z[n:]) + byol_loss(p[n:], z[:n])) / 2
         return StepOutput(loss, h[:n].detach())
 
     def after_step(self, step: int, total_steps: int) -> None:

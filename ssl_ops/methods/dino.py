@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from ssl_ops.augment import MultiCrop
 from ssl_ops.losses import dino_loss
-from ssl_ops.methods.base import Method, StepOutput, distributed, ema_momentum, ema_update, frozen_copy
+from ssl_ops.methods.base import Method, StepOutput, distributed, ema_momentum, ema_update, fp32, frozen_copy
 from ssl_ops.methods.heads import DINOHead
 
 
@@ -42,7 +42,9 @@ class DINO(Method):
             student += list(self.head(self.backbone(torch.cat(views[2:]))).split(n))
         with torch.no_grad():
             teacher = list(self.teacher_head(self.teacher_backbone(g)).split(n))
-        loss = dino_loss(student, teacher, self.center, self.student_temp, self.teacher_temp)
+        with fp32(h_global):
+            student, teacher = [s.float() for s in student], [t.float() for t in teacher]
+            loss = dino_loss(student, teacher, self.center, self.student_temp, self.teacher_temp)
         if self.training:
             self._update_center(teacher)
         return StepOutput(loss, h_global[:n].detach())

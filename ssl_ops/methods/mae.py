@@ -8,7 +8,7 @@ from torch import nn
 
 from ssl_ops.augment import CropFlip
 from ssl_ops.losses import mae_loss
-from ssl_ops.methods.base import Method, StepOutput
+from ssl_ops.methods.base import Method, StepOutput, fp32
 from ssl_ops.models.vit import ViT, Block, sincos_2d
 
 
@@ -44,7 +44,7 @@ class MAE(Method):
         keep = order[:, :keep_n]
         tokens = self.backbone.forward_tokens(x, keep=keep)  # [N, 1 + keep_n, D]
         d = self.decoder_embed(tokens)
-        full = self.mask_token.expand(n, length, -1).clone()
+        full = self.mask_token.to(d.dtype).expand(n, length, -1).clone()
         full.scatter_(1, keep[..., None].expand(-1, -1, d.shape[-1]), d[:, 1:])
         t = torch.cat([d[:, :1], full], dim=1) + self.decoder_pos
         for blk in self.decoder:
@@ -52,5 +52,6 @@ class MAE(Method):
         pred = self.decoder_pred(self.decoder_norm(t))[:, 1:]  # [N, L, p*p*3]
         mask = torch.ones(n, length, device=x.device)
         mask.scatter_(1, keep, 0.0)
-        loss = mae_loss(pred, self.backbone.patchify(x), mask, self.norm_pix)
+        with fp32(pred):
+            loss = mae_loss(pred.float(), self.backbone.patchify(x).float(), mask, self.norm_pix)
         return StepOutput(loss, tokens[:, 0].detach())

@@ -8,7 +8,7 @@ import torch
 
 from ssl_ops.augment import TwoViews
 from ssl_ops.losses import mocov3_loss
-from ssl_ops.methods.base import Method, StepOutput, distributed, ema_momentum, ema_update, frozen_copy
+from ssl_ops.methods.base import Method, StepOutput, distributed, ema_momentum, ema_update, fp32, frozen_copy
 from ssl_ops.methods.heads import mlp
 
 
@@ -34,7 +34,9 @@ class MoCoV3(Method):
         with torch.no_grad():
             k = self.key_projector(self.key_backbone(x))
         g = distributed()
-        loss = mocov3_loss(q[:n], k[n:], self.temperature, g) + mocov3_loss(q[n:], k[:n], self.temperature, g)
+        with fp32(q):
+            q, k = q.float(), k.float()
+            loss = mocov3_loss(q[:n], k[n:], self.temperature, g) + mocov3_loss(q[n:], k[:n], self.temperature, g)
         return StepOutput(loss, h[:n].detach())
 
     def after_step(self, step: int, total_steps: int) -> None:

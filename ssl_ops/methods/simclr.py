@@ -6,7 +6,7 @@ import torch
 
 from ssl_ops.augment import TwoViews
 from ssl_ops.losses import nt_xent_loss
-from ssl_ops.methods.base import Method, StepOutput, distributed
+from ssl_ops.methods.base import Method, StepOutput, distributed, fp32
 from ssl_ops.methods.heads import mlp
 
 
@@ -25,5 +25,7 @@ class SimCLR(Method):
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))
         z = self.projector(h)
-        loss = nt_xent_loss(z[:n], z[n:], self.temperature, gather=distributed())
+        with fp32(z):
+            z = z.float()
+            loss = nt_xent_loss(z[:n], z[n:], self.temperature, gather=distributed())
         return StepOutput(loss, h[:n].detach())

@@ -8,7 +8,7 @@ import torch
 from ssl_ops.augment import TwoViews
 from ssl_ops.losses import vicreg_loss
 from ssl_ops.losses.gather import gather
-from ssl_ops.methods.base import Method, StepOutput
+from ssl_ops.methods.base import Method, StepOutput, fp32
 from ssl_ops.methods.heads import mlp
 
 
@@ -27,6 +27,8 @@ class VICReg(Method):
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))
-        z = self.projector(h).float()
-        loss = vicreg_loss(gather(z[:n])[0], gather(z[n:])[0], *self.weights)
+        z = self.projector(h)
+        with fp32(z):
+            z = z.float()
+            loss = vicreg_loss(gather(z[:n])[0], gather(z[n:])[0], *self.weights)
         return StepOutput(loss, h[:n].detach())

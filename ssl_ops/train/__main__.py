@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ssl_ops.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, required=True)
-    ap.add_argument("--index", type=Path, nargs="+", required=True, help="index.json files of the shards to use")
+    ap.add_argument("--index", nargs="+", required=True,
+                    help="index.json files (paths or fsspec URLs) of the shards to use")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--print-every", type=int, default=10)
     a = ap.parse_args(argv)
@@ -34,11 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         raw = yaml.safe_load(a.config.read_text()) or {}
         cfg = TrainConfig.from_dict(raw.get("train", raw) if isinstance(raw, dict) else raw)
-        missing = [str(p) for p in a.index if not p.is_file()]
+        missing = [p for p in a.index if "://" not in p and not Path(p).is_file()]
         if missing:
             raise ConfigError(f"no shard index at {', '.join(missing)}")
         urls = shard_urls(a.index)
-        samples = sum(json.loads(p.read_text()).get("samples", 0) for p in a.index)
+        samples = sum(_samples(p) for p in a.index)
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -61,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     if info.is_main:
         print(json.dumps(res.to_dict()), flush=True)
     return 0
+
+
+def _samples(index: str) -> int:
+    if "://" in index:
+        import fsspec
+
+        with fsspec.open(index, "rt") as f:
+            return json.load(f).get("samples", 0)
+    return json.loads(Path(index).read_text()).get("samples", 0)
 
 
 if __name__ == "__main__":

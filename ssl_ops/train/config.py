@@ -98,13 +98,29 @@ class TrainConfig:
                 raise ConfigError(f"train.{k} must not be negative, got {getattr(self, k)}")
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be at least 1, got {self.log_every}")
-        from ssl_ops.methods import method_options
+        if self.collapse_std and not self.health_every:
+            raise ConfigError("train.collapse_std needs train.health_every > 0: collapse is checked with the health "
+                              "metrics")
+        if self.optimizer == "lars" and self.lr < 0.01:
+            raise ConfigError(f"train.lr {self.lr} is far too small for LARS, whose steps are lr x 0.001 of each "
+                              f"weight's norm: use about 0.3 x batch_size / 256 (SimCLR, BYOL), or adamw")
+        from ssl_ops.methods import build_method, method_options
+        from ssl_ops.models import build_backbone
 
         allowed = method_options(self.method)
         bad = sorted(set(self.method_options) - set(allowed))
         if bad:
             raise ConfigError(f"train.method_options {bad} are not options of {self.method}; its options are "
                               + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()))
+        try:  # build it without memory (meta tensors): option values and combinations are checked now
+            import torch
+
+            with torch.device("meta"):
+                backbone = build_backbone(self.backbone, self.image_size, patch_size=self.patch_size,
+                                          width=self.width)
+                build_method(self.method, backbone, self.image_size, self.method_options)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"train: {self.method} / {self.backbone} cannot be built: {e}") from None
 
     def total_steps(self, num_samples: int | None = None) -> int:
         if self.steps is not None:

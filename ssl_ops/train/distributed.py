@@ -52,7 +52,7 @@ class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
-        var = stats[c:2 * c] / n - mean ** 2
+        var = (stats[c:2 * c] / n - mean ** 2).clamp_min(0)  # E[x^2] - E[x]^2 can round below 0
         with torch.no_grad():
             if self.track_running_stats:
                 self.num_batches_tracked += 1

@@ -40,7 +40,9 @@ from ssl_ops.train.schedule import lr_at
 from ssl_ops.train.source import BatchSource
 
 # Keys that do not change what is computed: a checkpoint made with other values still resumes.
-RESUMABLE_DIFFERENCES = {"log_every", "health_every", "collapse_std", "compile", "device", "checkpoint_every"}
+# (checkpoint_every is not one: checkpoints are where the data stream and the RNG are re-seeded; device is not
+# one either: it decides the precision under "auto".)
+RESUMABLE_DIFFERENCES = {"log_every", "health_every", "collapse_std", "compile"}
 
 
 class TrainingError(RuntimeError):
@@ -119,7 +121,13 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
     opt = build_optimizer(method, cfg.optimizer, cfg.lr, cfg.weight_decay)
 
     ckpt_path, start, resumed_from = out_dir / "checkpoint.pt", 0, None
-    if ckpt_path.exists():
+    have = ckpt_path.exists()
+    if info.world > 1:
+        everyone, no_one = all_true(have, device), all_true(not have, device)
+        if not (everyone or no_one):  # every rank reaches this and raises: no rank is left waiting
+            raise TrainingError(f"{ckpt_path} exists for some ranks only: every rank must see the same output "
+                                f"folder (a shared file system) to resume")
+    if have:
         blob = load(ckpt_path, map_location=device)
         _check_resumable(json.loads(blob["config"]), cfg, ckpt_path)
         method.load_state_dict(blob["model"])

@@ -31,14 +31,19 @@ def real_batches(cifar_shards, steps, batch):
     return torch.stack(list(loader))
 
 
-@pytest.mark.parametrize("method", ["simclr", "vicreg"])
-def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, cifar_shards, tmp_path):
+@pytest.mark.parametrize("method,options", [
+    ("simclr", {"hidden_dim": 64, "proj_dim": 32}),  # negatives gathered across ranks
+    ("vicreg", {"hidden_dim": 64, "proj_dim": 32}),  # statistics over the gathered batch
+    ("byol", {"hidden_dim": 64, "proj_dim": 32, "momentum": 0.9}),  # EMA target with its own synced BN
+    ("dino", {"hidden_dim": 64, "out_dim": 64, "bottleneck_dim": 32, "momentum": 0.9}),  # all-reduced centre
+])
+def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, options, cifar_shards, tmp_path):
     batches = real_batches(cifar_shards, steps=4, batch=32)
     torch.save(batches, tmp_path / "images.pt")
     cfg = dict(method=method, backbone="resnet18", width=8, batch_size=32, steps=4, warmup_steps=1, lr=0.05,
                optimizer="sgd",  # AdamW turns float rounding in near-zero gradients into lr-sized steps
-               augment=False, checkpoint_every=2, health_every=0, workers=0,
-               method_options={"hidden_dim": 64, "proj_dim": 32})
+               augment=False, checkpoint_every=2, health_every=2, collapse_std=0.001, workers=0, device="cpu",
+               method_options=options)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
 
     one = train(TrainConfig.from_dict(cfg), lambda s, n: (batches[i] for i in range(s, s + n)), tmp_path / "one")
@@ -57,7 +62,7 @@ def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, cifar_
     init = build_backbone("resnet18", 32, width=8)  # what the loop starts from (seed 0)
     moved = max(float((va - vi).abs().max()) for va, vi in zip(a.parameters(), init.parameters()))
     apart = max(float((va - vb).abs().max()) for va, vb in zip(a.state_dict().values(), b.state_dict().values()))
-    assert moved > 0.01 and apart < 2e-4, (moved, apart)  # training moved weights 50x more than ranks differ
+    assert apart < 2e-4 and moved > 20 * apart, (moved, apart)  # training moved weights far more than they differ
 
 
 def test_torchrun_trains_on_shards_split_across_ranks(cifar_shards, tmp_path):

@@ -40,13 +40,16 @@ def test_ema_momentum_rises_from_base_to_one_and_the_teacher_follows():
     assert torch.allclose(t.weight, 0.9 * before + 0.1 * s.weight)
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("name", ALL)
-def test_each_method_forward_gives_a_scalar_loss_and_first_view_features(name):
+def test_each_method_forward_gives_a_scalar_loss_and_first_view_features(name, bf16):
+    """Under bf16 autocast (the GPU default; CPU autocast runs the same casts) the loss is still computed in fp32."""
     backbone = build_backbone("vit_tiny" if name == "mae" else "resnet18", 32, patch_size=8, width=8)
     m = build_method(name, backbone, 32)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    out = m(m.views(images))
-    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = m(m.views(images))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss) and out.loss.dtype == torch.float32
     assert out.features.shape == (8, backbone.out_dim) and not out.features.requires_grad
     out.loss.backward()
     grads = [p.grad for p in m.backbone.parameters() if p.requires_grad]

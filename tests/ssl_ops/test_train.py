@@ -15,7 +15,7 @@ from ssl_ops.train.checkpoint import load, save_atomic
 from ssl_ops.train.optim import LARS
 
 SMALL = dict(method="simclr", backbone="resnet18", width=8, batch_size=32, warmup_steps=2, workers=1,
-             health_every=3, lr=1e-3)
+             health_every=3, lr=1e-3, device="cpu")
 
 
 def losses(out):
@@ -39,7 +39,13 @@ def test_config_from_yaml_like_mappings_and_clear_errors():
              ({"batch_size": 1}, "at least 2"),
              ({"backbone": "vit_tiny", "image_size": 30, "patch_size": 4}, "not a multiple of train.patch_size"),
              ({"compile": "yes"}, "train.compile: 'yes' is not a valid bool"),
-             ({"method_options": {"temp": 1}}, r"\['temp'\] are not options of simclr; its options are temperature")]
+             ({"method_options": {"temp": 1}}, r"\['temp'\] are not options of simclr; its options are temperature"),
+             ({"method": "dino", "backbone": "vit_tiny", "image_size": 48, "patch_size": 16},
+              "dino / vit_tiny cannot be built: DINO local_size 24 must be a multiple of the ViT patch size 16"),
+             ({"method": "mae", "backbone": "vit_tiny", "method_options": {"mask_ratio": 1.5}},
+              r"mae / vit_tiny cannot be built: mask_ratio must be in \(0, 1\)"),
+             ({"collapse_std": 0.1, "health_every": 0}, "collapse_std needs train.health_every > 0"),
+             ({"optimizer": "lars", "lr": 0.002}, "far too small for LARS")]
     for d, msg in cases:
         with pytest.raises(ConfigError, match=msg):
             TrainConfig.from_dict(d)
