@@ -197,3 +197,18 @@ def test_bf16_autocast_trains_on_cpu_when_asked(cifar_shards, tmp_path):
     assert res.steps == 3 and math.isfinite(res.final_loss)
     enc, _ = load_encoder(res.encoder_path)
     assert next(enc.parameters()).dtype == torch.float32  # weights stay fp32 under autocast
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(cifar_shards, tmp_path):
+    """compile=True (inductor on CPU; about 40 s of compiling) follows the eager loss curve, and the exported
+    encoder's weights carry no compile wrapper prefixes."""
+    urls = shard_urls([cifar_shards])
+    base = {**SMALL, "steps": 4, "checkpoint_every": 0, "health_every": 0, "workers": 0}
+    eager = train(TrainConfig.from_dict(base), ShardSource(urls, 32, 32, workers=0), tmp_path / "eager")
+    compiled = train(TrainConfig.from_dict({**base, "compile": True}), ShardSource(urls, 32, 32, workers=0),
+                     tmp_path / "compiled")
+    assert compiled.steps == eager.steps == 4
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-3)
+    enc, _ = load_encoder(compiled.encoder_path)  # strict load: same keys as an eager backbone
+    assert not any("_orig_mod" in k for k in enc.state_dict())
