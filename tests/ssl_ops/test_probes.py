@@ -144,3 +144,39 @@ def test_the_torch_logistic_regression_agrees_with_scikit_learn():
             warnings.simplefilter("ignore")
             ref = LogisticRegression(C=C, max_iter=2000, tol=1e-8).fit(a, y[tr]).predict(b)
         assert (ours == ref).mean() >= 0.98, C
+
+
+def test_probe_report_on_real_cifar_images_with_baselines_and_health(cifar_shards, tmp_path):
+    """An encoder trained a few steps on real CIFAR-10 shards, probed on a labeled CIFAR-10 test subset written
+    as an eval folder and ingested: the model, both baselines and the health figures on one fixed split."""
+    from imagefiles import extract
+    from ssl_ops.data import shard_urls
+    from ssl_ops.evalset import scan_eval
+    from ssl_ops.ingest import ImageLimits
+    from ssl_ops.probes.evalset import load_eval_arrays
+    from ssl_ops.probes.report import beats_baselines, probe_report, summary_rows
+    from ssl_ops.train import ShardSource, TrainConfig, load_encoder, train
+
+    cfg = TrainConfig.from_dict(dict(method="simclr", backbone="resnet18", width=8, batch_size=64, steps=10,
+                                     warmup_steps=2, workers=0, checkpoint_every=0, device="cpu"))
+    res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 64, workers=0), tmp_path / "run")
+    encoder, meta = load_encoder(res.encoder_path)
+    extract(need_shared("cifar10-jpg", "test.zip"), tmp_path / "eval", "test/", every=20, strip=1)  # 500 images
+    accepted = scan_eval(tmp_path / "eval", ImageLimits(), workers=1).accepted
+    data = load_eval_arrays(accepted, tmp_path / "eval", 32)
+    assert data.images.shape == (500, 3, 32, 32) and len(data.classes) == 10
+    again = load_eval_arrays(accepted.take(list(range(accepted.num_rows))[::-1]), tmp_path / "eval", 32)
+    assert again.sample_ids == data.sample_ids  # the order does not depend on the scan's
+
+    report = probe_report(encoder, meta, data, seed=0, draws=2)
+    assert report["split"] == {"seed": 0, "test_fraction": 0.3, "n_train": 350, "n_test": 150}
+    rows = {r["encoder"]: r for r in summary_rows(report)}
+    assert set(rows) == {"model", "raw_pixels", "random_init"}
+    for r in rows.values():
+        assert 0.1 <= r["linear"] <= 1 and r["linear_ci"][0] <= r["linear"] <= r["linear_ci"][1]
+    assert rows["model"]["linear"] != rows["random_init"]["linear"] or rows["model"]["knn20"] != rows["random_init"]["knn20"]
+    h = report["health"]
+    assert 0 < h["embedding_std"] <= 1.5 and 1 <= h["effective_rank"] <= 64 and h["uniformity"] < 0
+    assert 0 <= h["alignment"] <= 4
+    assert isinstance(beats_baselines(report), bool)
+    assert probe_report(encoder, meta, data, seed=0, draws=2)["model"] == report["model"]  # fixed seeds: same table
