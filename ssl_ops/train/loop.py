@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -97,7 +98,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
     cfg.validate()
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
-    device = pick_device(cfg.device, int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = init_from_env(device.type)
     if cfg.batch_size % info.world:
         raise TrainingError(f"train.batch_size {cfg.batch_size} does not split evenly over {info.world} ranks")
