@@ -10,7 +10,9 @@ from assets.eval_leakage import build_eval_leakage
 from assets.image_shards import build_image_shards
 from assets.mlflow_tracking import MlflowTracking
 from assets.partitions import batches
+from assets.probe_report import build_probe_report
 from assets.raw_images import build_raw_images
+from assets.registered_model import build_registered_model
 from assets.resources import PipelineHome
 from assets.ssl_encoder import build_ssl_encoder
 from assets.validated_images import build_validated_images
@@ -18,15 +20,18 @@ from data_contracts import Contract
 
 BATCH_ASSETS = ("raw_images", "validated_images", "bias_report", "image_shards")
 GLOBAL_ASSETS = ("eval_images",)
-TRAIN_ASSETS = ("ssl_encoder",)
+TRAIN_ASSETS = ("ssl_encoder", "probe_report", "registered_model")
 
 
 def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: dict | None = None,
-                 train_defaults: dict | None = None) -> list[dg.AssetsDefinition]:
-    """train_defaults: the train section (TrainConfig keys plus the window keys batches, last_batches)."""
+                 train_defaults: dict | None = None, probe_defaults: dict | None = None,
+                 gate_defaults: dict | None = None) -> list[dg.AssetsDefinition]:
+    """train_defaults: the train section (TrainConfig keys plus the window keys batches, last_batches);
+    probe_defaults: ssl_ops.probes.report.ProbeConfig keys; gate_defaults: ssl_ops.review.GateConfig keys."""
     return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract),
             build_image_shards(eval_contract, shard_defaults), build_eval_images(eval_contract),
-            build_ssl_encoder(train_defaults)]
+            build_ssl_encoder(train_defaults), build_probe_report(probe_defaults),
+            build_registered_model(gate_defaults)]
 
 
 def build_checks(eval_contract: Contract) -> list[dg.AssetChecksDefinition]:

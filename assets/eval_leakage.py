@@ -14,6 +14,7 @@ from assets.checks import check_result
 from assets.partitions import batches
 from assets.resources import PipelineHome
 from data_contracts import Contract
+from ssl_ops.evalset import eval_digest
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.leakage import empty_train_table, find_leaks
 from ssl_ops.manifest import read_manifest
@@ -47,10 +48,13 @@ def build_eval_leakage(contract: Contract) -> dg.AssetChecksDefinition:
         if not h.accepted_path(EVAL_BATCH).is_file():
             raise dg.Failure("the eval set has not been ingested: materialize eval_images first")
         train, trained = sharded_samples(home, context.instance)
-        leaks = find_leaks(read_manifest(h.accepted_path(EVAL_BATCH)), train, bits)
+        eval_table = read_manifest(h.accepted_path(EVAL_BATCH))
+        leaks = find_leaks(eval_table, train, bits)
         leak_file = h.report_dir(EVAL_BATCH) / "leakage.json"
         leak_file.parent.mkdir(parents=True, exist_ok=True)
-        leak_file.write_text(json.dumps({**leaks.__dict__, "batches_checked": trained}, indent=2))
+        # the record registered_model's gate reads: passed, on which eval set, against which batches' shards
+        leak_file.write_text(json.dumps({**leaks.__dict__, "passed": leaks.passed, "eval_digest": eval_digest(eval_table),
+                                         "batches_checked": trained}, indent=2))
         why = leaks.summary() if leaks.passed else (
             f"{leaks.summary()}. Every pair: {leak_file}. Re-run those batches (image_shards leaves copies of eval "
             f"images out), or remove the images from the eval set.")

@@ -71,7 +71,9 @@ class MlflowTracking(dg.ConfigurableResource):
     tracking_uri: str  # e.g. sqlite:////abs/path/mlflow.db, or http://mlflow.internal:5000
     artifact_root: str | None = None  # for new experiments with a local store: a folder (or any artifact URI)
     experiment: str = "sslpipe"
+    model_name: str = "ssl-encoder"  # the registered model that registered_model adds versions to
     ui_url: str = "http://127.0.0.1:5000"  # where `mlflow ui` (or the server) shows runs, for links
+    dagster_url: str = "http://127.0.0.1:3000"  # where `dagster dev` shows runs, for links back from MLflow
 
     def client(self):
         from mlflow.tracking import MlflowClient
@@ -107,6 +109,17 @@ class MlflowTracking(dg.ConfigurableResource):
             return None
         client.update_run(run_id, status="RUNNING")
         return MlflowRun(client, run_id, run.info.experiment_id, self.ui_url)
+
+    def use(self) -> None:
+        """Point MLflow's fluent API (mlflow.log_model, mlflow.log_input, ...) at this store."""
+        import mlflow
+
+        self.client()  # creates a SQLite store's folder
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def version_url(self, version: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"

@@ -11,7 +11,7 @@ from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches, build_ass
 from data_contracts import load_contract
 from pipelines.console_log import sslpipe_console
 from pipelines.sensors import build_landing_sensor
-from pipelines.settings import Settings, resources_for, train_defaults
+from pipelines.settings import Settings, gate_defaults, resources_for, train_defaults
 
 BATCH_JOB = "ingest_batch"
 EVAL_JOB = "ingest_eval"
@@ -29,13 +29,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ingest_eval = dg.define_asset_job(EVAL_JOB, selection=eval_sel - dg.AssetSelection.checks(*checks),
                                       description="Ingest the labeled eval set and run its contract checks.")
     train_encoder = dg.define_asset_job(TRAIN_JOB, selection=list(TRAIN_ASSETS),
-                                        description="Pretrain an encoder on the shards of the accepted batches.")
+                                        description="Pretrain an encoder on the shards of the accepted batches, "
+                                                    "probe it on the eval set and register it in MLflow (the "
+                                                    "champion/challenger gate decides its alias).")
     jobs = [ingest_batch, ingest_eval, train_encoder]
     if checks:
         jobs.append(dg.define_asset_job(LEAKAGE_JOB, selection=dg.AssetSelection.checks(*checks),
                                         description="Check that no eval image is in any training shard."))
     return dg.Definitions(
-        assets=build_assets(contract, eval_contract, settings.shards, train_defaults(settings.train)),
+        assets=build_assets(contract, eval_contract, settings.shards, train_defaults(settings.train),
+                            settings.probe, gate_defaults(settings.registry)),
         asset_checks=checks,
         jobs=jobs,
         sensors=[build_landing_sensor(ingest_batch)],

@@ -5,7 +5,8 @@
 New landing folders are registered as batch partitions. The eval set runs first (so that image_shards
 leaves copies of eval images out of every batch), then the per-batch assets once per batch in arrival
 order (so duplicates are checked against earlier batches), then the eval set's leakage check on the
-final shards, and last the encoder's pretraining on the accepted batches (unless that check failed). Runs are
+final shards, and last the encoder's pretraining on the accepted batches, its probes and its registration
+(unless that check failed). Runs are
 recorded in the instance, so they show in `dagster dev`. Failed checks are collected with their reason.
 """
 
@@ -145,14 +146,15 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
                                                                  raise_on_error=False, tags={"sslpipe/command": "run"})
         outcomes.append(_outcome(LEAKAGE_JOB, None, r))
         echo(_describe(outcomes[-1]))
-    if any(a in selected for a in TRAIN_ASSETS):
+    train_sel = [dg.AssetKey(a) for a in TRAIN_ASSETS if a in selected]
+    if train_sel:
         leak = [o for o in outcomes if o.job == LEAKAGE_JOB]
         if leak and not leak[-1].success:
             echo("[global] not training: the eval set's leakage check failed (see above)")
         else:
-            echo("[global] pretraining the encoder on the accepted batches")
+            echo(f"[global] running {', '.join(k.to_user_string() for k in train_sel)} (pretrain, probe, register)")
             r = defs.resolve_job_def(TRAIN_JOB).execute_in_process(run_config=run_config, instance=instance,
-                                                                   raise_on_error=False,
+                                                                   asset_selection=train_sel, raise_on_error=False,
                                                                    tags={"sslpipe/command": "run"})
             outcomes.append(_outcome(TRAIN_JOB, None, r))
             echo(_describe(outcomes[-1]))

@@ -24,7 +24,8 @@ from ssl_ops.home import Home
 from ssl_ops.shards import ShardConfig
 
 ENVIRONMENTS = ("local",)
-CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train"}
+CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry"}
+DEFAULT_MODEL_NAME = "ssl-encoder"
 WINDOW_KEYS = ("batches", "last_batches")  # in the train section: which batches ssl_encoder trains on
 # The pipeline's default training: small enough to train the demo on 2 CPU cores in about a minute.
 # A config file's `train:` section is applied over it (keys of ssl_ops.train.TrainConfig, plus WINDOW_KEYS).
@@ -45,6 +46,8 @@ class Settings:
     workers: int = 0  # ingestion processes; 0 = all cores
     shards: dict | None = None  # overrides of ssl_ops.shards.ShardConfig
     train: dict | None = None  # the training section over DEFAULT_TRAIN, read by the ssl_encoder asset
+    probe: dict | None = None  # ssl_ops.probes.report.ProbeConfig keys, for probe_report
+    registry: dict | None = None  # model_name plus ssl_ops.review.GateConfig keys, for registered_model
     config_file: str | None = None  # the YAML config applied, if any
 
     @classmethod
@@ -94,12 +97,14 @@ class Settings:
             if key in d and not isinstance(d[key], str):
                 raise SettingsError(f"{p}: {key} must be a shipped contract name or a path to a YAML file, got {d[key]!r}")
         train = _train_section(d.get("train"), p)
+        probe = _probe_section(d.get("probe"), p)
+        registry = _registry_section(d.get("registry"), p)
         base = p.parent
         contract = d.get("contract", self.contract)
         eval_contract = d.get("eval_contract", self.eval_contract)
         return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
-                       workers=workers, shards=shards or self.shards, train=train,
-                       config_file=str(p.resolve()))
+                       workers=workers, shards=shards or self.shards, train=train, probe=probe,
+                       registry=registry, config_file=str(p.resolve()))
 
     def export(self) -> None:
         """Put these settings into the environment, where `dagster dev` and the definitions module read them."""
@@ -134,6 +139,55 @@ def _train_section(train, p: Path) -> dict | None:
     return dict(train)
 
 
+def _probe_section(probe, p: Path) -> dict | None:
+    from ssl_ops.probes.report import ProbeConfig
+
+    return _dataclass_section("probe", probe, ProbeConfig, p, "{seed: 1, test_fraction: 0.3, draws: 3}")
+
+
+def _registry_section(registry, p: Path) -> dict | None:
+    from ssl_ops.review import GateConfig
+
+    if registry is None:
+        return None
+    if not isinstance(registry, dict):
+        raise SettingsError(f"{p}: registry must be a mapping such as {{model_name: my-encoder, tolerance: 0.01}}, "
+                            f"got {registry!r}")
+    name = registry.get("model_name", DEFAULT_MODEL_NAME)
+    if not isinstance(name, str) or not name.strip():
+        raise SettingsError(f"{p}: registry.model_name must be a non-empty name, got {name!r}")
+    _dataclass_section("registry", {k: v for k, v in registry.items() if k != "model_name"}, GateConfig, p,
+                       "{primary_metric: linear, tolerance: 0.01}", extra=("model_name",))
+    return dict(registry)
+
+
+def _dataclass_section(name: str, d, dc: type, p: Path, example: str, extra: tuple = ()) -> dict | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise SettingsError(f"{p}: {name} must be a mapping such as {example}, got {d!r}")
+    fields = dc.__dataclass_fields__
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise SettingsError(f"{p}: {name}: unknown key(s) {unknown}; allowed: {sorted(set(fields) | set(extra))}")
+    for k, v in d.items():
+        want = fields[k].type if isinstance(fields[k].type, type) else type(fields[k].default)
+        ok = isinstance(v, want) and not isinstance(v, bool) or (want is float and isinstance(v, int)
+                                                                 and not isinstance(v, bool))
+        if not ok:
+            raise SettingsError(f"{p}: {name}.{k} must be a {want.__name__}, got {v!r}")
+    try:
+        dc(**d)
+    except ValueError as e:
+        raise SettingsError(f"{p}: {name}: {e}") from None
+    return dict(d)
+
+
+def gate_defaults(registry: dict | None) -> dict:
+    """The registry section less model_name: the GateConfig keys (launchpad defaults of registered_model)."""
+    return {k: v for k, v in (registry or {}).items() if k != "model_name"}
+
+
 def train_defaults(train: dict | None) -> dict:
     """DEFAULT_TRAIN with the configured train section over it (window keys included)."""
     merged = {**DEFAULT_TRAIN, **(train or {})}
@@ -161,7 +215,8 @@ def resources_for(settings: Settings) -> dict:
         return {"home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
                                      workers=settings.workers),
                 "mlflow": MlflowTracking(tracking_uri=f"sqlite:///{h.mlflow_dir / 'mlflow.db'}",
-                                         artifact_root=str(h.mlflow_dir / "artifacts"))}
+                                         artifact_root=str(h.mlflow_dir / "artifacts"),
+                                         model_name=(settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME))}
     raise SettingsError(f"no resources for environment {settings.env!r}")
 
 

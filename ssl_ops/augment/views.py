@@ -35,13 +35,11 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def _view(size: int, scale: tuple[float, float], jitter: tuple[float, float, float, float], blur_p: float,
-          solarize_p: float) -> nn.Sequential:
-    ops: list[nn.Module] = [
-        K.RandomResizedCrop((size, size), scale=scale),
-        K.RandomHorizontalFlip(),
-        K.ColorJitter(*jitter, p=0.8),
-        K.RandomGrayscale(p=0.2),
-    ]
+          solarize_p: float, hflip: bool = True) -> nn.Sequential:
+    ops: list[nn.Module] = [K.RandomResizedCrop((size, size), scale=scale)]
+    if hflip:
+        ops.append(K.RandomHorizontalFlip())
+    ops += [K.ColorJitter(*jitter, p=0.8), K.RandomGrayscale(p=0.2)]
     if blur_p > 0 and size >= 64:
         k = 2 * round(size * 0.05) + 1  # about a tenth of the side, odd, as SimCLR's 23 px at 224
         ops.append(K.RandomGaussianBlur((k, k), (0.1, 2.0), p=blur_p))
@@ -52,9 +50,11 @@ def _view(size: int, scale: tuple[float, float], jitter: tuple[float, float, flo
 
 
 class TwoViews(nn.Module):
-    """Two augmented views of each image, per the recipe ("simclr" or "byol")."""
+    """Two augmented views of each image, per the recipe ("simclr" or "byol"). hflip=False leaves out the
+    horizontal flip, for images whose meaning changes in a mirror (digits, text)."""
 
-    def __init__(self, size: int, recipe: str = "simclr", scale: tuple[float, float] = (0.08, 1.0)):
+    def __init__(self, size: int, recipe: str = "simclr", scale: tuple[float, float] = (0.08, 1.0),
+                 hflip: bool = True):
         super().__init__()
         if recipe not in RECIPES:
             raise ValueError(f"unknown view recipe {recipe!r}; choose one of {RECIPES}")
@@ -63,7 +63,7 @@ class TwoViews(nn.Module):
         else:
             a = dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0)
             b = dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2)
-        self.first, self.second = _view(size, scale, **a), _view(size, scale, **b)
+        self.first, self.second = _view(size, scale, hflip=hflip, **a), _view(size, scale, hflip=hflip, **b)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

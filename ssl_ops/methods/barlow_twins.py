@@ -16,11 +16,12 @@ class BarlowTwins(Method):
     name = "barlowtwins"
 
     def __init__(self, backbone, image_size: int, proj_dim: int = 2048, hidden_dim: int = 2048,
-                 lambd: float = 0.0051, crop_scale: tuple[float, float] = (0.08, 1.0)):
+                 lambd: float = 0.0051, crop_scale: tuple[float, float] = (0.08, 1.0),
+                 hflip: bool = True):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp(backbone.out_dim, hidden_dim, proj_dim, layers=3)
-        self.views = TwoViews(image_size, "byol", scale=tuple(crop_scale))
+        self.views = TwoViews(image_size, "byol", scale=tuple(crop_scale), hflip=hflip)
         self.lambd = lambd
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:

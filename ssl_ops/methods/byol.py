@@ -16,14 +16,15 @@ class BYOL(Method):
     name = "byol"
 
     def __init__(self, backbone, image_size: int, momentum: float = 0.99, proj_dim: int = 256,
-                 hidden_dim: int = 2048, crop_scale: tuple[float, float] = (0.08, 1.0)):
+                 hidden_dim: int = 2048, crop_scale: tuple[float, float] = (0.08, 1.0),
+                 hflip: bool = True):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp(backbone.out_dim, hidden_dim, proj_dim, layers=2)
         self.predictor = mlp(proj_dim, hidden_dim, proj_dim, layers=2)
         self.target_backbone = frozen_copy(backbone)
         self.target_projector = frozen_copy(self.projector)
-        self.views = TwoViews(image_size, "byol", scale=tuple(crop_scale))
+        self.views = TwoViews(image_size, "byol", scale=tuple(crop_scale), hflip=hflip)
         self.base_momentum = momentum
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:

@@ -14,11 +14,12 @@ class SimCLR(Method):
     name = "simclr"
 
     def __init__(self, backbone, image_size: int, temperature: float = 0.2, proj_dim: int = 128,
-                 hidden_dim: int = 2048, crop_scale: tuple[float, float] = (0.08, 1.0)):
+                 hidden_dim: int = 2048, crop_scale: tuple[float, float] = (0.08, 1.0),
+                 hflip: bool = True):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp(backbone.out_dim, hidden_dim, proj_dim, layers=2)
-        self.views = TwoViews(image_size, "simclr", scale=tuple(crop_scale))
+        self.views = TwoViews(image_size, "simclr", scale=tuple(crop_scale), hflip=hflip)
         self.temperature = temperature
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:

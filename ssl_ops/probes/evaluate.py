@@ -7,7 +7,9 @@
 - accuracy with fractions of the probe's training labels (1%, 10%, 100%), several seeded draws for the
   fractions below 1: mean and std;
 - per-group accuracy of the linear probe and the worst-group gap, for each group column;
-- 95% bootstrap intervals of the headline accuracies.
+- 95% bootstrap intervals of the headline accuracies;
+- `correct`: which test rows each probe got right (0/1, in the split's test order), so that two encoders
+  probed on the same split can be compared pairwise (ssl_ops.probes.stats.paired_bootstrap_ci).
 """
 
 from __future__ import annotations
@@ -31,19 +33,21 @@ def probe_features(features: torch.Tensor | np.ndarray, labels: np.ndarray, spli
     tr, te = split
     n_classes = int(labels.max()) + 1
     y_tr, y_te = labels[tr], labels[te]
-    out: dict = {"n_train": int(len(tr)), "n_test": int(len(te)), "dim": int(feats.shape[1])}
+    out: dict = {"n_train": int(len(tr)), "n_test": int(len(te)), "dim": int(feats.shape[1]), "correct": {}}
 
     for k in ks:
         pred = knn_predict(feats[tr], torch.as_tensor(y_tr), feats[te], n_classes, k=k, temperature=temperature).numpy()
         correct = pred == y_te
         out[f"knn{k}"] = float(correct.mean())
         out[f"knn{k}_ci"] = bootstrap_ci(correct, seed=seed)
+        out["correct"][f"knn{k}"] = correct.astype(int).tolist()
 
     lin = linear_probe(feats[tr].numpy(), y_tr, feats[te].numpy(), y_te, seed=seed)
     correct = lin.predictions == y_te
     out["linear"] = lin.accuracy
     out["linear_ci"] = bootstrap_ci(correct, seed=seed)
     out["linear_C"] = lin.C
+    out["correct"]["linear"] = correct.astype(int).tolist()
 
     curve = {}
     for f in fractions:

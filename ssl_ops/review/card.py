@@ -1,0 +1,119 @@
+"""The model card: Markdown a reviewer reads in MLflow (the model version's description and an artifact).
+
+    text = model_card(name="ssl-encoder", version="3", report=report, decision=decision, training=result,
+                      config=train_config, lineage=lineage)
+
+Sections: what it is, the data it saw (and its digests), training, the probe table with its baselines (and
+the champion on the same split), the data-efficiency curve, per-group accuracy, health, the gate's decision
+with every check, and lineage.
+"""
+
+from __future__ import annotations
+
+from ssl_ops.review.gate import GateDecision
+
+ROWS = (("model", "this model"), ("champion", "champion"), ("random_init", "random init (same architecture)"),
+        ("raw_pixels", "raw pixels"))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(ci) -> str:
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def probe_table(report: dict) -> str:
+    fr = list(report["model"]["label_fractions"])
+    head = ("| encoder | kNN k=20 | kNN k=200 | linear [95% CI] | "
+            + " | ".join(f"linear, {float(f) * 100:g}% labels" for f in fr) + " |")
+    lines = [head, "|" + "---|" * (4 + len(fr))]
+    for key, label in ROWS:
+        t = report.get(key)
+        if t is None:
+            continue
+        curve = " | ".join(f"{_pct(t['label_fractions'][f]['mean'])} ± {_pct(t['label_fractions'][f]['std'])}"
+                           if t["label_fractions"][f]["draws"] > 1 else _pct(t["label_fractions"][f]["mean"])
+                           for f in fr)
+        lines.append(f"| {label} | {_pct(t['knn20'])} {_ci(t['knn20_ci'])} | {_pct(t['knn200'])} {_ci(t['knn200_ci'])} | "
+                     f"{_pct(t['linear'])} {_ci(t['linear_ci'])} | {curve} |")
+    return "\n".join(lines)
+
+
+def group_tables(report: dict) -> str:
+    out = []
+    for col, g in report["model"]["groups"].items():
+        champ = (report.get("champion") or {}).get("groups", {}).get(col)
+        lines = [f"**{col}** (linear probe; worst group `{g['worst_group']}`, gap {_pct(g['worst_group_gap'])} points)",
+                 "", "| " + col + " | n | this model |" + (" champion |" if champ else ""),
+                 "|---|---|---|" + ("---|" if champ else "")]
+        for value, acc in g["per_group"].items():
+            row = f"| {value or '(none)'} | {acc['n']} | {_pct(acc['accuracy'])} |"
+            if champ:
+                c = champ["per_group"].get(value)
+                row += f" {_pct(c['accuracy']) if c else '-'} |"
+            lines.append(row)
+        out.append("\n".join(lines))
+    return "\n\n".join(out) if out else "The eval set has no group columns."
+
+
+def model_card(name: str, version: str | None, report: dict, decision: GateDecision, training: dict, config: dict,
+               lineage: dict, champion_version: str | None = None) -> str:
+    m = report["model"]
+    h = report["health"]
+    split = report["split"]
+    verdict = "**promoted to champion**" if decision.passed else "**not promoted** (stays challenger)"
+    checks = "\n".join(f"- {'pass' if c['passed'] else 'FAIL'} `{c['name']}`: {c['detail']}" for c in decision.checks)
+    notes = "".join(f"\n- note: {n}" for n in decision.notes)
+    data = "\n".join(f"- `{b}`: shard index digest `{lineage['shard_index_digests'][b][:16]}`, manifest digest "
+                     f"`{(lineage['manifest_digests'].get(b) or '?')[:16]}`, contract {lineage['contracts'].get(b, '?')}"
+                     for b in lineage["batches"])
+    return f"""# {name} version {version or '(new)'}
+
+A self-supervised image encoder: **{config['method']}** on a **{config['backbone']}** backbone
+({'width ' + str(config['width']) + ', ' if config['backbone'].startswith('resnet') else ''}{config['image_size']} px input),
+returning {m['dim']}-dimensional embeddings. Load it with `mlflow.pyfunc.load_model("models:/{name}/{version}")`;
+`predict` takes a uint8 array of images `[N, H, W, C]` (any size; C = 1, 3 or 4) and returns float32 `[N, {m['dim']}]`.
+
+## Gate decision: {verdict}
+Against the {decision.against}{f' (version {champion_version})' if champion_version else ''}, on `{decision.metric}`: {decision.summary}
+
+{checks}{notes}
+
+## Data it saw
+{training['samples']} unlabeled images in {len(lineage['batches'])} batch(es), {training['steps']} steps of batch
+{config['batch_size']} ({training['images_seen']} images seen):
+
+{data}
+
+Evaluated on the labeled eval set `{lineage['eval_digest'][:16]}` ({len(report['classes'])} classes; probe split seed
+{split['seed']}: {split['n_train']} train / {split['n_test']} test images).
+
+## Probes (accuracy, %)
+{probe_table(report)}
+
+kNN is cosine, temperature-weighted (T = 0.1); the linear probe is logistic regression on standardised
+features with C chosen on held-out training rows (C = {m['linear_C']:g} for this model). Label fractions are
+of the probe's training split; below 100% each is the mean ± std of several seeded draws.
+
+## Per-group accuracy
+{group_tables(report)}
+
+## Health (eval images)
+| embedding std (x sqrt D) | effective rank | uniformity | alignment |
+|---|---|---|---|
+| {h['embedding_std']:.3f} | {h['effective_rank']:.1f} | {h['uniformity']:.3f} | {h['alignment']:.3f} |
+
+## Training
+Final loss {training['final_loss']:.4f}; {training['images_per_s']:.0f} images/s on {training['device']}
+(world size {training['world']}), {training['wall_s']:.0f} s. Config: `{_compact(config)}`.
+
+## Lineage
+- MLflow run `{lineage.get('mlflow_run_id', '?')}`; Dagster run `{lineage.get('dagster_run_id', '?')}`
+- code version (git): `{lineage.get('git_sha', 'unknown')}`; training run key `{lineage.get('run_key', '?')}`
+"""
+
+
+def _compact(config: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("method", "backbone"))
