@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from assets.mlflow_tracking import MlflowTracking
+from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
 
 HISTORY_PREFIX = "sslpipe.alias_history."
 RUN_KEY_TAG = "sslpipe.run_key"
@@ -82,8 +82,9 @@ class Registry:
 
         self.tracking.use()
         dst = Path(tempfile.mkdtemp(prefix="sslpipe-champion-"))
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}",
-                                                         dst_path=str(dst)))
+        with quiet_mlflow():
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}",
+                                                             dst_path=str(dst)))
         found = sorted(local.rglob("encoder.pt"))
         if not found:
             raise FileNotFoundError(f"model version {self.name}/{version} holds no encoder.pt (in {local})")

@@ -10,10 +10,34 @@ calls, and at finish), so per-step logging does not cost a database write per st
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import time
+import warnings
 from pathlib import Path
 
 import dagster as dg
+
+
+@contextlib.contextmanager
+def quiet_mlflow():
+    """MLflow's own chatter while logging a model (progress bars, 'Created version', type-hint advice) would
+    drown the pipeline's output; what matters is logged by the asset itself."""
+    logger = logging.getLogger("mlflow")
+    level, bar = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logger.setLevel(logging.WARNING)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
 
 
 class MlflowRun:

@@ -17,7 +17,7 @@ import numpy as np
 from assets.config import config_from_dataclass
 from assets.lineage import batch_lineage, git_sha, leakage_finding, require_upstream
 from assets.mlflow_registry import GATE_TAG, RUN_KEY_TAG, Registry
-from assets.mlflow_tracking import MlflowTracking
+from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
 from assets.resources import PipelineHome
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.manifest import read_manifest
@@ -117,12 +117,18 @@ def build_registered_model(gate_defaults: dict | None = None) -> dg.AssetsDefini
 def _log_and_register(context, mlflow: MlflowTracking, reg: Registry, report, decision, gate, lineage, enc, ev, h,
                       model_dir: Path) -> str:
     """Log probes, plots, dataset inputs and the pyfunc model to the training run; register a version."""
+    mlflow.use()
+    with quiet_mlflow():
+        return _log_and_register_quietly(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir)
+
+
+def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, report, decision, gate, lineage, enc, ev,
+                              h, model_dir: Path) -> str:
     import mlflow as mf
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    mlflow.use()
     run_id = enc["mlflow_run_id"]
     dim = report["model"]["dim"]
     metrics = {}

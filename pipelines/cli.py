@@ -34,8 +34,9 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     failed = [o for o in outcomes if o.errors]
     print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {s.home.root}; "
           f"see them with: DAGSTER_HOME={s.home.dagster_home} dagster dev -w workspace.yaml")
-    if any("ssl_encoder" in o.materialized for o in outcomes):
-        print(f"training runs: mlflow ui --backend-store-uri sqlite:///{s.home.mlflow_dir / 'mlflow.db'}")
+    if any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
+        print(f"training runs and registered models: mlflow ui --backend-store-uri "
+              f"sqlite:///{s.home.mlflow_dir / 'mlflow.db'}")
     if blocked or failed:
         for o, c in blocked:
             print(f"BLOCKED: {c.asset}:{c.check} ({o.partition or 'global'}): {c.why}", file=sys.stderr)

@@ -19,9 +19,14 @@ def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images", "ssl_encoder"}
+    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images", "ssl_encoder",
+                    "probe_report", "registered_model"}
     # the encoder trains on every partition of image_shards (the window is chosen in its config)
     assert graph.get(dg.AssetKey("ssl_encoder")).parent_keys == {dg.AssetKey("image_shards")}
+    assert graph.get(dg.AssetKey("probe_report")).parent_keys == {dg.AssetKey("ssl_encoder"), dg.AssetKey("eval_images")}
+    assert dg.AssetKey("probe_report") in graph.get(dg.AssetKey("registered_model")).parent_keys
+    assert {k.to_user_string() for k in defs.resolve_job_def(TRAIN_JOB).asset_layer.executable_asset_keys} >= {
+        "ssl_encoder", "probe_report", "registered_model"}
     assert defs.resolve_job_def(TRAIN_JOB).partitions_def is None
     # every per-batch asset reads raw_images' manifest: a direct edge keeps the order in any --select subset
     assert graph.get(dg.AssetKey("image_shards")).parent_keys == {
@@ -92,3 +97,31 @@ def test_a_config_file_in_the_environment_reaches_the_code_location(tmp_path, mo
         importlib.reload(mod)
     monkeypatch.delenv("SSLPIPE_CONFIG")
     importlib.reload(mod)  # leave the module as the other tests expect it
+
+
+@pytest.mark.parametrize("section, why", [
+    ("probe: {test_fraction: 1.5}", "probe: probe test_fraction must be in"),
+    ("probe: {seeds: 3}", "probe: unknown key.*seeds"),
+    ("probe: {draws: two}", "probe.draws must be a int"),
+    ("registry: {primary_metric: f1}", "registry: gate primary_metric 'f1'"),
+    ("registry: {tolerance: -1}", "registry: gate tolerance must be a number >= 0"),
+    ("registry: {model_name: ''}", "registry.model_name must be a non-empty name"),
+    ("registry: [a]", "registry must be a mapping"),
+])
+def test_probe_and_registry_sections_are_checked_when_read(tmp_path, section, why):
+    p = tmp_path / "c.yaml"
+    p.write_text(section + "\n")
+    with pytest.raises(SettingsError, match=why):
+        Settings.from_env(home=tmp_path).with_config_file(p)
+
+
+def test_registry_section_names_the_model_and_sets_the_gate_defaults(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("registry: {model_name: my-encoder, tolerance: 0.02, primary_metric: knn20}\nprobe: {draws: 5}\n")
+    s = Settings.from_env(home=tmp_path).with_config_file(p)
+    defs = build_definitions(s)
+    assert defs.resources["mlflow"].model_name == "my-encoder"
+    cfg = defs.resolve_assets_def("registered_model").op.config_schema.as_field().config_type.fields
+    assert cfg["tolerance"].default_value == 0.02 and cfg["primary_metric"].default_value == "knn20"
+    assert defs.resolve_assets_def("probe_report").op.config_schema.as_field().config_type.fields[
+        "draws"].default_value == 5

@@ -1,0 +1,180 @@
+"""The whole graph, three times, on the embedded digits in a real Dagster instance and a real MLflow store:
+probe_report and registered_model down both sides of the champion/challenger gate, lineage in MLflow and
+Dagster, idempotent registration, and the registered model loaded back in a fresh process."""
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from assets.mlflow_registry import HISTORY_PREFIX
+from pipelines.cli import main
+from pipelines.settings import DEFAULT_TRAIN, Settings, prepare_instance
+from ssl_ops.demo_data import write_demo
+from ssl_ops.features import extract_features
+from ssl_ops.home import Home
+from ssl_ops.manifest import read_manifest
+from ssl_ops.shards import load_index
+from ssl_ops.train import load_encoder
+
+ONE_STEP = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size": DEFAULT_TRAIN["image_size"],
+            "batch_size": 32, "steps": 1, "warmup_steps": 0, "workers": 0, "checkpoint_every": 0, "health_every": 1}
+
+
+def write_config(path: Path, train: dict) -> Path:
+    path.write_text(json.dumps({"train": train}))  # JSON is YAML
+    return path
+
+
+def metadata(home: Path, asset: str) -> list[dict]:
+    inst = prepare_instance(Settings.from_env(home=home))
+    recs = inst.fetch_materializations(dg.AssetKey(asset), limit=100).records
+    return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in
+            sorted(recs, key=lambda r: r.storage_id)]
+
+
+@pytest.fixture(scope="module")
+def rounds(tmp_path_factory):
+    """Round 1: two batches, a 1-step encoder (no champion yet: must beat the baselines, does not).
+    Round 2: `sslpipe demo`, as a user runs it: the third batch lands and the shipped training default
+    trains on all three: promoted, the first champion.
+    Round 3: a 1-step encoder on the same three batches: registered, not promoted against the champion.
+    Round 4: round 3 again: nothing new registered."""
+    tmp = tmp_path_factory.mktemp("registry")
+    home = tmp / "home"
+    write_demo(Home.resolve(home).ensure())
+    shutil.move(home / "landing" / "demo-003", tmp / "demo-003")
+    one = write_config(tmp / "one.yaml", ONE_STEP)
+    codes = [main(["run", "--home", str(home), "--config", str(one)])]
+    capsys = io.StringIO()
+    with contextlib.redirect_stdout(capsys):
+        codes.append(main(["demo", "--home", str(home)]))  # writes demo-003 again (the same files)
+    codes.append(main(["run", "--home", str(home), "--config", str(one)]))
+    codes.append(main(["run", "--home", str(home), "--config", str(one)]))
+    client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    return {"home": home, "codes": codes, "client": client, "demo_out": capsys.getvalue()}
+
+
+def test_the_demo_trains_on_every_batch_with_the_shipped_default_and_ends_with_a_champion(rounds):
+    home, out = rounds["home"], rounds["demo_out"]
+    assert "registered 1 new batch(es): demo-003" in out and "materialized ssl_encoder, probe_report, registered_model" in out
+    assert "promoted" in out and "mlflow ui --backend-store-uri sqlite:///" in out
+    demo = [m for m in metadata(home, "ssl_encoder") if m["steps"] == DEFAULT_TRAIN["steps"]]
+    assert len(demo) == 1 and demo[0]["batches"] == ["demo-001", "demo-002", "demo-003"]
+    losses = [json.loads(x)["loss"] for x in (home / "models" / demo[0]["run_key"] / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == DEFAULT_TRAIN["steps"] and sum(losses[-10:]) < sum(losses[:10])
+    idx = [load_index(home / "shards" / f"demo-00{i}" / "index.json") for i in (1, 2, 3)]
+    ev = read_manifest(home / "manifests" / "eval" / "accepted.parquet")
+    assert sum(i.samples for i in idx) + ev.num_rows == 1797  # every digit is either trained on or evaluated
+    assert rounds["client"].get_model_version_by_alias("ssl-encoder", "champion").tags["sslpipe.run_key"] == demo[0]["run_key"]
+
+
+def versions(client):
+    return {v.version: v for v in client.search_model_versions("name = 'ssl-encoder'")}
+
+
+def test_gate_promotes_the_better_model_and_refuses_worse_ones_with_the_reason_in_their_card(rounds):
+    assert rounds["codes"] == [0, 0, 0, 0]  # a refused promotion is a decision, not a failure
+    client = rounds["client"]
+    v = versions(client)
+    assert sorted(v) == ["1", "2", "3"]  # round 4 registered nothing new
+    aliases = client.get_registered_model("ssl-encoder").aliases
+    assert aliases == {"champion": "2", "challenger": "3"}
+
+    first = json.loads(v["1"].tags["sslpipe.gate"])
+    assert not first["passed"] and first["against"] == "baselines"
+    assert "**not promoted**" in v["1"].description and "the first champion must beat both" in v["1"].description
+
+    champ = json.loads(v["2"].tags["sslpipe.gate"])
+    assert champ["passed"] and champ["against"] == "baselines" and "**promoted to champion**" in v["2"].description
+
+    worse = json.loads(v["3"].tags["sslpipe.gate"])
+    assert not worse["passed"] and worse["against"] == "champion"
+    assert "primary_metric: linear" in worse["summary"] and "vs champion" in worse["summary"]
+    assert "(version 2)" in v["3"].description and "| champion |" in v["3"].description
+    card = client.download_artifacts(v["3"].run_id, "model_card.md")
+    assert Path(card).read_text() == v["3"].description
+
+    hist = [json.loads(t) for k, t in sorted(client.get_registered_model("ssl-encoder").tags.items())
+            if k.startswith(HISTORY_PREFIX)]
+    assert [(h["alias"], h["from_version"], h["to_version"]) for h in hist] == [
+        ("challenger", None, "1"), ("challenger", "1", "2"), ("champion", None, "2"), ("challenger", "2", "3")]
+    assert hist[2]["reason"].startswith("promoted") and "baselines" in hist[2]["reason"]
+    assert all(h["time"] and h["dagster_run_id"] for h in hist)
+
+
+def test_each_version_carries_its_lineage_and_the_dagster_materialization_links_back(rounds):
+    home, client = rounds["home"], rounds["client"]
+    v2 = versions(client)["2"]
+    enc = [m for m in metadata(home, "ssl_encoder") if m["steps"] > 1][-1]
+    digests = {b: json.loads((home / "shards" / b / "index.json").read_text())["digest"]
+               for b in ("demo-001", "demo-002", "demo-003")}
+    assert v2.tags["sslpipe.batches"] == "demo-001,demo-002,demo-003"
+    assert json.loads(v2.tags["sslpipe.shard_index_digests"]) == digests
+    manifests = json.loads(v2.tags["sslpipe.manifest_digests"])
+    assert sorted(manifests) == sorted(digests) and all(len(d) == 64 for d in manifests.values())
+    assert json.loads(v2.tags["sslpipe.contract_versions"]) == ["unlabeled_images@1.0.0"]
+    ev = metadata(home, "eval_images")[-1]
+    assert v2.tags["sslpipe.eval_digest"] == ev["eval_digest"]
+    assert v2.tags["sslpipe.git_sha"] and v2.tags["dagster.run_id"] and v2.tags["sslpipe.run_key"] == enc["run_key"]
+    assert v2.run_id == enc["mlflow_run_id"]  # the model lives in the training run
+
+    run = client.get_run(v2.run_id)
+    inputs = {(d.dataset.name, d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+              for d in run.inputs.dataset_inputs}
+    assert {(f"shards/{b}", d[:36], "training") for b, d in digests.items()} <= inputs
+    assert ("eval_images", ev["eval_digest"][:36], "eval") in inputs
+    for key in ("probe_model_linear", "probe_raw_pixels_linear", "probe_random_init_linear", "probe_model_knn20",
+                "probe_model_linear_at_1pct", "probe_health_uniformity", "gate_passed"):
+        assert key in run.data.metrics, key
+    assert run.data.metrics["probe_model_linear"] > run.data.metrics["probe_raw_pixels_linear"]
+    plots = {a.path for a in client.list_artifacts(v2.run_id, "plots")}
+    assert plots == {"plots/training_curves.png", "plots/accuracy_vs_label_fraction.png",
+                     "plots/eval_embeddings_2d.png"}
+
+    reg = metadata(home, "registered_model")
+    assert [m["version"] for m in reg] == ["1", "2", "3", "3"] and [m["reused"] for m in reg] == [False] * 3 + [True]
+    assert reg[1]["promoted"] and reg[1]["model_version"].endswith("/#/models/ssl-encoder/versions/2")
+    assert "## Gate decision" in reg[1]["model_card"]
+    probes = metadata(home, "probe_report")
+    assert probes[-1]["champion_version"] == "2" and "| champion |" in probes[-1]["probes"]
+
+
+def test_the_registered_model_loads_in_a_fresh_process_and_embeds_like_the_trained_encoder(rounds, tmp_path):
+    home, client = rounds["home"], rounds["client"]
+    v2 = versions(client)["2"]
+    encoder, meta = load_encoder(home / "models" / v2.tags["sslpipe.run_key"] / "encoder.pt")
+    rng = np.random.default_rng(0)
+    cases = {"rgb": rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8),
+             "odd_size_rgba": rng.integers(0, 256, (3, 41, 57, 4), dtype=np.uint8),
+             "gray": rng.integers(0, 256, (2, 20, 20, 1), dtype=np.uint8)}
+    for name, x in cases.items():
+        np.save(tmp_path / f"{name}.npy", x)
+    code = (
+        "import sys, mlflow, numpy as np\n"
+        f"mlflow.set_tracking_uri({('sqlite:///' + str(home / 'mlflow' / 'mlflow.db'))!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/ssl-encoder@champion')\n"
+        f"for name in {sorted(cases)!r}:\n"
+        f"    np.save({str(tmp_path)!r} + f'/{{name}}.out.npy', m.predict(np.load({str(tmp_path)!r} + f'/{{name}}.npy')))\n"
+        "try:\n"
+        "    m.predict(np.zeros((1, 8, 8, 3), dtype=np.float32))\n"
+        "except Exception as e:\n"
+        "    print('REFUSED', type(e).__name__, e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "REFUSED" in r.stdout and "uint8" in r.stdout
+    for name, x in cases.items():
+        got = np.load(tmp_path / f"{name}.out.npy")
+        rgb = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x[..., :3]
+        want = extract_features(encoder, torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous(), meta["image_size"])
+        assert got.dtype == np.float32 and got.shape == (len(x), want.shape[1]), name
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
