@@ -63,7 +63,7 @@ class Registry:
     def move_alias(self, alias: str, version: str, reason: str, dagster_run_id: str) -> dict:
         current = self.alias(alias)
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alias": alias,
-                  "from_version": current.version if current else None, "to_version": str(version),
+                  "from_version": str(current.version) if current else None, "to_version": str(version),
                   "reason": reason[:4000], "dagster_run_id": dagster_run_id}
         self.client.set_registered_model_alias(self.name, alias, str(version))
         n = len(self.history())

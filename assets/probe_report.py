@@ -53,7 +53,7 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
                              "with itself")
             champ = None
         key = hashlib.sha256(json.dumps({"code": CODE_VERSION, "run_key": run_key, "eval": eval_digest,
-                                         "champion": [champ.version, champ_key] if champ else None,
+                                         "champion": [str(champ.version), champ_key] if champ else None,
                                          "probe": pcfg.__dict__}, sort_keys=True).encode()).hexdigest()[:16]
         path = h.model_dir(run_key) / "probe" / f"{key}.json"
         if path.is_file():
@@ -66,12 +66,12 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
                 champion = load_encoder(reg.download_encoder(champ.version))
             context.log.info(f"probe_report: {len(data.labels)} eval images, {len(data.classes)} classes, groups "
                              f"{sorted(data.groups) or 'none'}; champion: "
-                             f"{'version ' + champ.version if champ else 'none registered'}")
+                             f"{'version ' + str(champ.version) if champ else 'none registered'}")
             report = run_probes(encoder, meta, data, seed=pcfg.seed, test_fraction=pcfg.test_fraction,
                                 draws=pcfg.draws, champion=champion,
                                 progress=lambda msg: context.log.info(f"probe_report: {msg}"))
             report.update({"run_key": run_key, "eval_digest": eval_digest, "method": enc["method"],
-                           "champion_version": champ.version if champ else None, "probe_config": pcfg.__dict__})
+                           "champion_version": str(champ.version) if champ else None, "probe_config": pcfg.__dict__})
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(report))

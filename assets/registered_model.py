@@ -69,11 +69,11 @@ def build_registered_model(gate_defaults: dict | None = None) -> dg.AssetsDefini
         if existing is not None and GATE_TAG in existing.tags:
             context.log.info(f"registered_model: this encoder is already version {existing.version} of "
                              f"{reg.name}; nothing new registered")
-            return _materialization(reg, existing.version, json.loads(existing.tags[GATE_TAG]), run_key, enc,
+            return _materialization(reg, str(existing.version), json.loads(existing.tags[GATE_TAG]), run_key, enc,
                                     reused=True)
 
         champ = reg.alias("champion")
-        if (champ.version if champ else None) != report["champion_version"]:
+        if (str(champ.version) if champ else None) != report["champion_version"]:
             raise dg.Failure(f"registered_model: the champion is version {champ.version if champ else 'none'} but "
                              f"the probe report compared version {report['champion_version'] or 'none'}; "
                              "materialize probe_report again")
@@ -95,10 +95,10 @@ def build_registered_model(gate_defaults: dict | None = None) -> dg.AssetsDefini
         if existing is None:
             version = _log_and_register(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir)
         else:  # registered by an attempt that died before the gate: finish it
-            version = existing.version
+            version = str(existing.version)
             context.log.info(f"registered_model: finishing version {version}, registered by an earlier attempt")
         card = model_card(reg.name, version, report, decision, training, train_cfg, lineage,
-                          champion_version=champ.version if champ else None)
+                          champion_version=str(champ.version) if champ else None)
         reg.client.update_model_version(reg.name, version, description=card[:60000])
         reg.client.log_text(enc["mlflow_run_id"], card, "model_card.md")
         reg.move_alias("challenger", version, f"registered by Dagster run {context.run_id}", context.run_id)
@@ -209,7 +209,7 @@ def _materialization(reg: Registry, version: str, record: dict, run_key: str, en
                      card: str | None = None) -> dg.MaterializeResult:
     champ = reg.alias("champion")
     md = {"model_name": reg.name, "version": str(version), "run_key": run_key,
-          "champion_version": champ.version if champ else "none", "promoted": bool(record.get("passed")),
+          "champion_version": str(champ.version) if champ else "none", "promoted": bool(record.get("passed")),
           "gate": record.get("summary", ""), "reused": reused,
           "model_version": dg.MetadataValue.url(reg.tracking.version_url(str(version))),
           "mlflow_run": dg.MetadataValue.url(enc["mlflow_run"]) if enc.get("mlflow_run") else "",
