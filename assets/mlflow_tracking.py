@@ -104,7 +104,8 @@ class MlflowTracking(dg.ConfigurableResource):
 
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return MlflowClient(tracking_uri=self.tracking_uri)
+        # the registry too: otherwise it follows a process-wide mlflow.set_registry_uri (another store)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def experiment_id(self, client) -> str:
         exp = client.get_experiment_by_name(self.experiment)
