@@ -27,7 +27,7 @@ ENVIRONMENTS = ("local",)
 CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry"}
 DEFAULT_MODEL_NAME = "ssl-encoder"
 WINDOW_KEYS = ("batches", "last_batches")  # in the train section: which batches ssl_encoder trains on
-# The pipeline's default training: the demo's, about two minutes on 2 CPU cores. The digits are
+# The pipeline's default training: the demo's, about two minutes of its 2.5 on 2 CPU cores. The digits are
 # 8x8 scans, so 16 px loses nothing; no horizontal flips (a mirrored digit is another symbol) and crops of at
 # least 30% keep the digit. Measured on the demo's eval set (100 test digits), 300 steps: linear probe 0.98 against 0.96
 # for raw pixels and 0.70 for a random-init encoder; ResNet-18 at width 16 for 600 steps reached 0.97, at 32 px
