@@ -43,7 +43,6 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
         enc = require_upstream(context.instance, "ssl_encoder", "probe_report")
         ev = require_upstream(context.instance, "eval_images", "probe_report")
         run_key, eval_digest = enc["run_key"], ev["eval_digest"]
-        encoder, meta = load_encoder(enc["encoder"])
 
         reg = Registry(mlflow)
         champ = reg.alias("champion")
@@ -60,6 +59,7 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             context.log.info(f"probe_report: reusing {path} (same encoder, eval set, champion and config)")
             report = json.loads(path.read_text())
         else:
+            encoder, meta = load_encoder(enc["encoder"])  # only when probing: a reused report needs no weights
             data = load_eval_arrays(read_manifest(h.accepted_path(EVAL_BATCH)), h.eval_dir, meta["image_size"])
             champion = None
             if champ is not None:
