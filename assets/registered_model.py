@@ -6,6 +6,8 @@ Everything is logged to the encoder's training run, so one MLflow run holds the 
 probes and the model. Re-materializing with the same encoder registers nothing new.
 """
 
+import contextlib
+import io
 import json
 import tempfile
 from importlib import metadata as pkg_metadata
@@ -189,7 +191,8 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
             "sslpipe.method": enc["method"], "sslpipe.backbone": enc["backbone"],
             "sslpipe.dagster_run_url": f"{mlflow.dagster_url.rstrip('/')}/runs/{context.run_id}"}
     reg.ensure()
-    mv = mf.register_model(info.model_uri, reg.name, tags=tags)
+    with quiet_mlflow(), contextlib.redirect_stderr(io.StringIO()):  # its "Created version" lines; we log our own
+        mv = mf.register_model(info.model_uri, reg.name, tags=tags)
     context.log.info(f"registered_model: registered {reg.name} version {mv.version} ({mlflow.version_url(mv.version)})")
     return str(mv.version)
 

@@ -11,6 +11,9 @@
   plus N local crops at scale (0.05, 0.4) and a smaller size.
 - CropFlip: MAE's light augmentation, a random resized crop at scale (0.2, 1) and a flip.
 
+Options of the two-view recipes: `hflip=False` leaves out the horizontal flip and `rotate=D` adds a random
+rotation in [-D, D] degrees (p=0.8, corners filled black), for images whose meaning changes in a mirror but
+not under a small tilt (handwriting, digits, text).
 Blur is left out below 64 px, as the papers do for CIFAR (the kernel would be most of the image).
 Every view is normalised with ImageNet's mean and std; the same `normalise` prepares images for probes.
 """
@@ -35,10 +38,12 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def _view(size: int, scale: tuple[float, float], jitter: tuple[float, float, float, float], blur_p: float,
-          solarize_p: float, hflip: bool = True) -> nn.Sequential:
+          solarize_p: float, hflip: bool = True, rotate: float = 0.0) -> nn.Sequential:
     ops: list[nn.Module] = [K.RandomResizedCrop((size, size), scale=scale)]
     if hflip:
         ops.append(K.RandomHorizontalFlip())
+    if rotate > 0:
+        ops.append(K.RandomRotation(rotate, p=0.8))
     ops += [K.ColorJitter(*jitter, p=0.8), K.RandomGrayscale(p=0.2)]
     if blur_p > 0 and size >= 64:
         k = 2 * round(size * 0.05) + 1  # about a tenth of the side, odd, as SimCLR's 23 px at 224
@@ -51,19 +56,23 @@ def _view(size: int, scale: tuple[float, float], jitter: tuple[float, float, flo
 
 class TwoViews(nn.Module):
     """Two augmented views of each image, per the recipe ("simclr" or "byol"). hflip=False leaves out the
-    horizontal flip, for images whose meaning changes in a mirror (digits, text)."""
+    horizontal flip, for images whose meaning changes in a mirror (digits, text); rotate=D (degrees) tilts
+    each view by a random angle in [-D, D]."""
 
     def __init__(self, size: int, recipe: str = "simclr", scale: tuple[float, float] = (0.08, 1.0),
-                 hflip: bool = True):
+                 hflip: bool = True, rotate: float = 0.0):
         super().__init__()
         if recipe not in RECIPES:
             raise ValueError(f"unknown view recipe {recipe!r}; choose one of {RECIPES}")
+        if not isinstance(rotate, (int, float)) or isinstance(rotate, bool) or not 0 <= rotate <= 180:
+            raise ValueError(f"rotate is a largest angle in degrees, from 0 (none) to 180, got {rotate!r}")
         if recipe == "simclr":
             a = b = dict(jitter=(0.4, 0.4, 0.4, 0.1), blur_p=0.5, solarize_p=0.0)
         else:
             a = dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0)
             b = dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2)
-        self.first, self.second = _view(size, scale, hflip=hflip, **a), _view(size, scale, hflip=hflip, **b)
+        self.first = _view(size, scale, hflip=hflip, rotate=rotate, **a)
+        self.second = _view(size, scale, hflip=hflip, rotate=rotate, **b)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

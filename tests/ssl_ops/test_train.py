@@ -44,6 +44,8 @@ def test_config_from_yaml_like_mappings_and_clear_errors():
               "dino / vit_tiny cannot be built: DINO local_size 24 must be a multiple of the ViT patch size 16"),
              ({"method": "mae", "backbone": "vit_tiny", "method_options": {"mask_ratio": 1.5}},
               r"mae / vit_tiny cannot be built: mask_ratio must be in \(0, 1\)"),
+             ({"method": "byol", "method_options": {"rotate": 360}},
+              "byol / resnet18 cannot be built: rotate is a largest angle in degrees, from 0"),
              ({"collapse_std": 0.1, "health_every": 0}, "collapse_std needs train.health_every > 0"),
              ({"optimizer": "lars", "lr": 0.002}, "far too small for LARS")]
     for d, msg in cases:

@@ -56,3 +56,23 @@ def test_mae_crop_flip_and_blur_only_for_larger_images(images):
 def test_unknown_recipe_is_refused():
     with pytest.raises(ValueError, match="unknown view recipe 'moco'"):
         TwoViews(32, "moco")
+
+
+def _tilted_share(views: TwoViews, n: int = 200) -> float:
+    """Share of views of a vertical edge (left half bright) whose top and bottom rows differ: tilted ones."""
+    edge = torch.zeros((n, 3, 32, 32), dtype=torch.uint8)
+    edge[..., :16] = 255
+    v1, _ = views(edge)
+    return (v1[:, :, 0, :] - v1[:, :, -1, :]).abs().amax(dim=(1, 2)).gt(0.5).float().mean().item()
+
+
+def test_rotate_tilts_most_views_and_is_off_by_default():
+    torch.manual_seed(0)
+    assert _tilted_share(TwoViews(32, "simclr", scale=(1.0, 1.0), hflip=False)) == 0
+    assert 0.6 < _tilted_share(TwoViews(32, "simclr", scale=(1.0, 1.0), hflip=False, rotate=30)) < 0.95  # p = 0.8
+
+
+@pytest.mark.parametrize("bad", [-5, 200, "15", True])
+def test_rotate_outside_0_to_180_degrees_is_refused(bad):
+    with pytest.raises(ValueError, match="rotate is a largest angle in degrees"):
+        TwoViews(32, "byol", rotate=bad)
