@@ -88,7 +88,8 @@ def main() -> None:
     cfg.write_text(json.dumps({"train": {"method": "simclr", "backbone": "resnet18", "width": a.width,
                                          "image_size": 32, "batch_size": 128, "steps": a.steps,
                                          "warmup_steps": 50, "workers": 1, "checkpoint_every": 500,
-                                         "health_every": 100}}))
+                                         "health_every": 100,
+                                         "method_options": {}}}))  # SimCLR's own views, not the digits'
     t1 = sslpipe("run", "--home", str(home), "--landing", str(landing), "--eval", str(work / "eval-cifar"),
                  "--config", str(cfg))
     cifar = latest_report(home)

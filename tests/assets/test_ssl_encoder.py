@@ -133,8 +133,22 @@ def test_the_launchpad_defaults_are_the_configured_train_section(tmp_path):
     assert fields["width"].default_value == 8 and fields["last_batches"].default_value == 0
 
 
+def test_the_default_view_options_follow_the_chosen_method_and_yield_to_the_section(tmp_path):
+    from pipelines.settings import DEFAULT_TRAIN, train_config_dict
+
+    views = DEFAULT_TRAIN["method_options"]
+    assert views["hflip"] is False and views["rotate"] > 0  # the digits' views
+    p = tmp_path / "dino.yaml"
+    p.write_text("train: {method: dino, backbone: vit_tiny, image_size: 32, patch_size: 4}\n")
+    s = Settings.from_env(home=tmp_path / "h").with_config_file(p)  # DINO has no hflip or rotate: not inherited
+    assert train_config_dict(s.train)["method_options"] == {}
+    assert train_config_dict({"method": "byol"})["method_options"] == views
+    assert train_config_dict({"method_options": {"temperature": 0.5}})["method_options"] == {"temperature": 0.5}
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_into_the_same_mlflow_run(demo_home, tmp_path):
-    cfg = config(tmp_path, "simclr", steps=300, ckpt=20)
+    steps = 120
+    cfg = config(tmp_path, "simclr", steps=steps, ckpt=20)
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--home", str(demo_home), "--config", str(cfg)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -150,10 +164,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_into_the_same_mlflow_run(demo_
     assert run.returncode == 0, run.stderr[-2000:]
     assert "resuming from the checkpoint" in run.stdout
     m = materializations(demo_home)[-1]
-    assert m["steps"] == 300 and m["resumed_from_step"] >= 20
+    assert m["steps"] == steps and m["resumed_from_step"] >= 20
     client, runs = mlflow_runs(demo_home)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    steps = {h.step for h in client.get_metric_history(runs[0].info.run_id, "loss")}
-    assert steps == set(range(300))  # the curve continues; steps the kill kept from MLflow are filled in
+    logged = {h.step for h in client.get_metric_history(runs[0].info.run_id, "loss")}
+    assert logged == set(range(steps))  # the curve continues; steps the kill kept from MLflow are filled in
     rows = [json.loads(x)["step"] for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()]
-    assert rows == list(range(300))  # each step once in the run's own log
+    assert rows == list(range(steps))  # each step once in the run's own log
