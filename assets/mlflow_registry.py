@@ -4,6 +4,7 @@
     reg = Registry(tracking)                       # tracking: the MlflowTracking resource
     reg.alias("champion")                          # -> ModelVersion or None
     reg.version_for(run_key)                       # the version registered for that training run, if any
+    reg.load_encoder("2")                          # -> (backbone, meta) of version 2
     reg.move_alias("champion", "3", reason="...", dagster_run_id=...)
 
 Alias history: each move is a tag on the registered model, `sslpipe.alias_history.NNNN`, holding JSON
@@ -76,16 +77,18 @@ class Registry:
         tags = self.client.get_registered_model(self.name).tags
         return [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith(HISTORY_PREFIX))]
 
-    def download_encoder(self, version: str) -> Path:
-        """The version's encoder.pt (from its model artifacts), downloaded to a temporary folder."""
+    def load_encoder(self, version: str):
+        """The version's encoder (from its model artifacts' encoder.pt) -> (backbone, meta); the download is
+        removed once loaded."""
         import mlflow
 
+        from ssl_ops.train import load_encoder
+
         self.tracking.use()
-        dst = Path(tempfile.mkdtemp(prefix="sslpipe-champion-"))
-        with quiet_mlflow():
+        with tempfile.TemporaryDirectory(prefix="sslpipe-champion-") as dst, quiet_mlflow():
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}",
-                                                             dst_path=str(dst)))
-        found = sorted(local.rglob("encoder.pt"))
-        if not found:
-            raise FileNotFoundError(f"model version {self.name}/{version} holds no encoder.pt (in {local})")
-        return found[0]
+                                                             dst_path=dst))
+            found = sorted(local.rglob("encoder.pt"))
+            if not found:
+                raise FileNotFoundError(f"model version {self.name}/{version} holds no encoder.pt (in {local})")
+            return load_encoder(found[0])

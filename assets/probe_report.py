@@ -63,7 +63,7 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             data = load_eval_arrays(read_manifest(h.accepted_path(EVAL_BATCH)), h.eval_dir, meta["image_size"])
             champion = None
             if champ is not None:
-                champion = load_encoder(reg.download_encoder(champ.version))
+                champion = reg.load_encoder(str(champ.version))
             context.log.info(f"probe_report: {len(data.labels)} eval images, {len(data.classes)} classes, groups "
                              f"{sorted(data.groups) or 'none'}; champion: "
                              f"{'version ' + str(champ.version) if champ else 'none registered'}")
