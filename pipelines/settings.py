@@ -207,7 +207,8 @@ def train_defaults(train: dict | None) -> dict:
         from ssl_ops.methods import METHODS, method_options
 
         allowed = method_options(merged["method"]) if merged.get("method") in METHODS else {}
-        merged["method_options"] = {k: v for k, v in DEFAULT_TRAIN["method_options"].items() if k in allowed}
+        defaults = DEFAULT_TRAIN.get("method_options", {})
+        merged["method_options"] = {k: v for k, v in defaults.items() if k in allowed}
     return merged
 
 
