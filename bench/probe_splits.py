@@ -17,7 +17,7 @@ from ssl_ops.home import EVAL_BATCH, Home
 from ssl_ops.manifest import read_manifest
 from ssl_ops.probes.evalset import load_eval_arrays
 from ssl_ops.probes.evaluate import probe_features
-from ssl_ops.probes.report import _at_size, raw_pixel_features
+from ssl_ops.probes.report import images_at_size, raw_pixel_features
 from ssl_ops.probes.split import probe_split
 from ssl_ops.train import load_encoder
 
@@ -35,7 +35,7 @@ def main() -> None:
     encoder, meta = load_encoder(found[-1])
     size = meta["image_size"]
     data = load_eval_arrays(read_manifest(home.accepted_path(EVAL_BATCH)), home.eval_dir, size)
-    images = _at_size(data.images, size)
+    images = images_at_size(data.images, size)
     feats = {"model": extract_features(encoder, images, size), "raw": raw_pixel_features(images)}
     print(f"encoder {found[-1].parent.name} ({meta['method']}, {meta['backbone']}); {len(data.labels)} eval images; "
           f"test fraction {a.test_fraction}\n")
@@ -48,8 +48,9 @@ def main() -> None:
         d = t["model"]["linear"] - t["raw"]["linear"]
         diffs.append(d)
         n = len(split[1])
-        print(f"| {seed} | {n} | {100 * t['model']['linear']:.1f} | {100 * t['raw']['linear']:.1f} | "
-              f"{100 * d:+.1f} ({round(d * n):+d} images) | {100 * t['model']['knn20']:.1f} | {100 * t['raw']['knn20']:.1f} |")
+        m, r = t["model"], t["raw"]
+        print(f"| {seed} | {n} | {100 * m['linear']:.1f} | {100 * r['linear']:.1f} | {100 * d:+.1f} "
+              f"({round(d * n):+d} images) | {100 * m['knn20']:.1f} | {100 * r['knn20']:.1f} |")
     print(f"\nlinear probe, model minus raw pixels: mean {100 * np.mean(diffs):+.1f} points, "
           f"range {100 * min(diffs):+.1f} to {100 * max(diffs):+.1f}; model ahead on {sum(d > 0 for d in diffs)} "
           f"of {len(diffs)} splits")

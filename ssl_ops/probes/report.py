@@ -68,7 +68,8 @@ def feature_health(encoder: nn.Module, images: torch.Tensor, image_size: int, se
             "alignment": alignment(a, b)}
 
 
-def _at_size(images: torch.Tensor, size: int) -> torch.Tensor:
+def images_at_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> uint8 [N, 3, size, size] (bilinear, antialiased; unchanged when already that size)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear",
@@ -91,7 +92,7 @@ def probe_report(encoder: nn.Module, meta: dict, data: EvalArrays, seed: int = 0
     say = progress or (lambda msg: None)
     size = meta["image_size"]
     split = probe_split(data.labels, test_fraction, seed)
-    images = _at_size(data.images, size)
+    images = images_at_size(data.images, size)
     common = dict(labels=data.labels, split=split, groups=data.groups, draws=draws, seed=seed)
     report = {"split": {"seed": seed, "test_fraction": test_fraction, "n_train": int(len(split[0])),
                         "n_test": int(len(split[1]))},
@@ -107,7 +108,7 @@ def probe_report(encoder: nn.Module, meta: dict, data: EvalArrays, seed: int = 0
         say("probing the champion on the same split")
         net, cmeta = champion
         csize = cmeta["image_size"]
-        report["champion"] = probe_features(extract_features(net, _at_size(data.images, csize), csize), **common)
+        report["champion"] = probe_features(extract_features(net, images_at_size(data.images, csize), csize), **common)
     report["health"] = feature_health(encoder, images[split[1]], size, seed)
     report["projection"] = projection_2d(feats, data.labels, seed=seed)
     return report
@@ -132,5 +133,5 @@ def beats_baselines(report: dict, metric: str = "linear") -> bool:
     return all(report["model"][metric] > report[b][metric] for b in ("raw_pixels", "random_init"))
 
 
-__all__ = ["ProbeConfig", "beats_baselines", "feature_health", "probe_report", "projection_2d", "random_encoder",
-           "raw_pixel_features", "summary_rows"]
+__all__ = ["ProbeConfig", "beats_baselines", "feature_health", "images_at_size", "probe_report", "projection_2d",
+           "random_encoder", "raw_pixel_features", "summary_rows"]
