@@ -26,7 +26,7 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
             raise dg.Failure(f"eval folder {h.eval_dir} does not exist: put the labeled set there as class folders "
                              "(<class>/<image>) or as images + labels.csv (path,label[,group columns])")
         result = scan_eval(h.eval_dir, limits_from(contract), workers=home.workers or None,
-                           progress=progress_logger(context.log, "eval_images"))
+                           progress=progress_logger(context.log, "eval_images"), links=contract.links)
         write_table_atomic(result.accepted, h.accepted_path(EVAL_BATCH))
         write_table_atomic(result.quarantine, h.quarantine_path(EVAL_BATCH))
         digest = eval_digest(result.accepted)

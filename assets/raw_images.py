@@ -52,7 +52,7 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
         prior_ids = ({} if prior is None else
                      {s: f"{b}/{p}" for s, b, p in zip(*(prior.column(c).to_pylist() for c in ("sample_id", "batch", "path")))})
         result = scan_batch(folder, batch, limits_from(contract), prior=prior_ids, workers=home.workers or None,
-                            progress=progress_logger(context.log, f"raw_images[{batch}]"))
+                            progress=progress_logger(context.log, f"raw_images[{batch}]"), links=contract.links)
         acc, quar = result.accepted.num_rows, result.quarantine.num_rows
         if acc + quar != result.seen:  # the invariant users rely on: nothing is silently dropped
             raise dg.Failure(f"accounting error in batch {batch!r}: {acc} accepted + {quar} quarantined != {result.seen} seen")

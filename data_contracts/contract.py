@@ -18,6 +18,7 @@ CONTRACTS_DIR = Path(__file__).parent / "contracts"
 SEVERITIES = ("block", "warn")
 KNOWN_CHECKS = ("schema", "row_count", "unique_ids", "image_constraints", "required_attributes", "group_values",
                 "group_representation", "attribute_drift", "image_drift", "near_duplicates", "labels", "leakage")
+LINK_POLICIES = ("inside", "follow")  # batch.links; the same names as ssl_ops.ingest.scan.LINK_POLICIES
 ARROW_TYPES = ("string", "int32", "int64", "uint64", "float", "double", "bool")
 
 
@@ -70,6 +71,7 @@ class Contract:
     checks: dict[str, str]  # check name -> "block" | "warn"
     labels: LabelRules | None = None
     leakage_bits: int | None = None
+    links: str = "inside"  # landing policy for symbolic links: one of LINK_POLICIES
     source: str = ""  # the file it was loaded from
     digest: str = ""  # sha256 of the file's bytes
     raw: dict = field(default_factory=dict, repr=False)
@@ -93,6 +95,18 @@ def _get(d: dict, key: str, typ, where: str, default=...):
     if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
         raise ContractError(f"{where}: '{key}' must be {getattr(typ, '__name__', typ)}, got {v!r}")
     return v
+
+
+def _range(where: str, key: str, v, lo=None, hi=None, lo_open: bool = False, what: str = "") -> None:
+    """Raise ContractError naming the key when v lies outside [lo, hi] (or (lo, hi] with lo_open)."""
+    if isinstance(v, float) and v != v:
+        raise ContractError(f"{where}.{key} must be a number, got {v!r}")
+    low = lo is not None and (v <= lo if lo_open else v < lo)
+    high = hi is not None and v > hi
+    if low or high:
+        bounds = " and ".join(b for b in ((f"> {lo}" if lo_open else f">= {lo}") if lo is not None else "",
+                                          f"<= {hi}" if hi is not None else "") if b)
+        raise ContractError(f"{where}.{key} must be {bounds}{what}, got {v!r}")
 
 
 def _only(d: dict, allowed: set[str], where: str) -> None:
@@ -125,11 +139,21 @@ def load_contract(name_or_path: str | Path) -> Contract:
     im = _get(d, "images", dict, w)
     _only(im, {"formats", "modes", "min_side", "max_side", "max_pixels", "max_bytes"}, f"{w}: images")
     images = ImageRules(tuple(_get(im, "formats", list, w)), tuple(str(m) for m in _get(im, "modes", list, w)),
-                        _get(im, "min_side", int, w), _get(im, "max_side", int, w),
-                        _get(im, "max_pixels", int, w), _get(im, "max_bytes", int, w))
-    if not 1 <= images.min_side <= images.max_side:
-        raise ContractError(f"{w}: images: need 1 <= min_side <= max_side")
+                        _get(im, "min_side", int, f"{w}: images"), _get(im, "max_side", int, f"{w}: images"),
+                        _get(im, "max_pixels", int, f"{w}: images"), _get(im, "max_bytes", int, f"{w}: images"))
+    _range(f"{w}: images", "min_side", images.min_side, 1, what=" px")
+    _range(f"{w}: images", "max_side", images.max_side, images.min_side, what=" px (and at least min_side)")
+    _range(f"{w}: images", "max_pixels", images.max_pixels, 1,
+           what=" (width x height above which an image is a decompression bomb)")
+    _range(f"{w}: images", "max_bytes", images.max_bytes, 1, what=" bytes")
     batch = _get(d, "batch", dict, w, {})
+    _only(batch, {"min_images", "links"}, f"{w}: batch")
+    min_images = _get(batch, "min_images", int, f"{w}: batch", 1)
+    _range(f"{w}: batch", "min_images", min_images, 0)
+    links = _get(batch, "links", str, f"{w}: batch", "inside")
+    if links not in LINK_POLICIES:
+        raise ContractError(f"{w}: batch.links must be one of {LINK_POLICIES} (inside: a symbolic link that leads "
+                            f"outside the batch folder is quarantined unread), got {links!r}")
     attrs = _get(d, "attributes", dict, w, {})
     _only(attrs, {"required", "groups"}, f"{w}: attributes")
     groups = {}
@@ -143,6 +167,12 @@ def load_contract(name_or_path: str | Path) -> Contract:
     b = _get(d, "bias", dict, w, {})
     _only(b, set(BiasRules.__dataclass_fields__), f"{w}: bias")
     bias = BiasRules(**{k: _get(b, k, type(getattr(BiasRules, k)), f"{w}: bias") for k in b})
+    wb = f"{w}: bias"
+    _range(wb, "reference_batches", bias.reference_batches, 0, what=" (earlier batches; 0 = no drift check)")
+    _range(wb, "psi_max", bias.psi_max, 0, lo_open=True)
+    _range(wb, "p_value_min", bias.p_value_min, 0, 1)
+    _range(wb, "near_duplicate_bits", bias.near_duplicate_bits, 0, 64, what=" (bits of a 64-bit pHash)")
+    _range(wb, "near_duplicate_max_share", bias.near_duplicate_max_share, 0, 1)
     checks = _get(d, "checks", dict, w)
     for c, sev in checks.items():
         if c not in KNOWN_CHECKS:
@@ -154,11 +184,17 @@ def load_contract(name_or_path: str | Path) -> Contract:
         lab = _get(d, "labels", dict, w)
         _only(lab, {"min_classes", "min_per_class"}, f"{w}: labels")
         labels = LabelRules(**{k: _get(lab, k, int, f"{w}: labels") for k in lab})
+        _range(f"{w}: labels", "min_classes", labels.min_classes, 1)
+        _range(f"{w}: labels", "min_per_class", labels.min_per_class, 1)
     leak = _get(d, "leakage", dict, w, {})
+    _only(leak, {"near_duplicate_bits"}, f"{w}: leakage")
+    leak_bits = _get(leak, "near_duplicate_bits", int, f"{w}: leakage", None)
+    if leak_bits is not None:
+        _range(f"{w}: leakage", "near_duplicate_bits", leak_bits, 0, 64, what=" (bits of a 64-bit pHash)")
     return Contract(
         name=_get(d, "contract", str, w), version=str(_get(d, "version", (str, int, float), w)),
         description=str(d.get("description", "")), manifest=dict(manifest), images=images,
-        min_images=int(batch.get("min_images", 1)),
+        min_images=min_images, links=links,
         required_attributes=tuple(_get(attrs, "required", list, w, []) or ()), groups=groups, bias=bias,
-        checks=dict(checks), labels=labels, leakage_bits=leak.get("near_duplicate_bits"),
+        checks=dict(checks), labels=labels, leakage_bits=leak_bits,
         source=str(p.resolve()), digest=hashlib.sha256(text).hexdigest(), raw=d)

@@ -22,9 +22,9 @@ from ssl_ops.manifest import ATTR_PREFIX, table_digest
 LABELS_CSV = "labels.csv"
 
 
-def eval_sidecar(eval_dir: Path) -> Sidecar:
-    if (eval_dir / LABELS_CSV).is_file():
-        sc = load_sidecar(eval_dir, (LABELS_CSV,))
+def eval_sidecar(eval_dir: Path, links: str = "inside") -> Sidecar:
+    if (eval_dir / LABELS_CSV).is_file() or (eval_dir / LABELS_CSV).is_symlink():
+        sc = load_sidecar(eval_dir, (LABELS_CSV,), links=links)
         if "label" not in sc.attributes:
             raise MetadataError(f"{eval_dir / LABELS_CSV}: needs a 'label' column (columns: path, label[, groups...])")
         return Sidecar(sc.source, ["label"] + [a for a in sc.attributes if a != "label"], sc.rows)
@@ -37,11 +37,11 @@ def eval_sidecar(eval_dir: Path) -> Sidecar:
 
 
 def scan_eval(eval_dir: Path, limits: ImageLimits, workers: int | None = None,
-              progress: Progress | None = None) -> ScanResult:
+              progress: Progress | None = None, links: str = "inside") -> ScanResult:
     if not eval_dir.is_dir():
         raise FileNotFoundError(f"eval folder {eval_dir} does not exist: put class folders or labels.csv + images there")
-    return scan_batch(eval_dir, EVAL_BATCH, limits, prior={}, workers=workers, sidecar=eval_sidecar(eval_dir),
-                      progress=progress, skip=(LABELS_CSV,), require="label")
+    return scan_batch(eval_dir, EVAL_BATCH, limits, prior={}, workers=workers, sidecar=eval_sidecar(eval_dir, links),
+                      progress=progress, skip=(LABELS_CSV,), require="label", links=links)
 
 
 def eval_digest(accepted) -> str:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ssl_ops.ingest.links import link_outside_batch
 
 SIDECARS = ("metadata.csv", "metadata.jsonl")
 _ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -69,13 +72,22 @@ def _clean(v) -> str | None:
     return s or None
 
 
-def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS) -> Sidecar:
-    present = [n for n in names if (batch_dir / n).is_file()]
+def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS, links: str = "inside") -> Sidecar:
+    """links: the landing policy for symbolic links (ssl_ops.ingest.scan.link_outside_batch): under `inside`, a
+    sidecar that is a link leading outside the batch folder is refused unread."""
+    present = [n for n in names if (batch_dir / n).is_file() or (batch_dir / n).is_symlink()]
     if len(present) > 1:
         raise MetadataError(f"{batch_dir}: both {present} present; keep one")
     if not present:
         return Sidecar(None, [])
     where = batch_dir / present[0]
+    if where.is_symlink():
+        target = os.path.realpath(where)
+        if links == "inside" and link_outside_batch(os.path.realpath(batch_dir), str(where)) is not None:
+            raise MetadataError(f"{where}: a symbolic link that leads outside the batch folder; it was not read. "
+                                "Copy the file into the batch folder instead.")
+        if not os.path.isfile(target):
+            raise MetadataError(f"{where}: a symbolic link to something that is not a file ({target})")
     try:
         text = where.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -83,15 +95,24 @@ def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS) -> Sidecar:
     rows: dict[str, dict[str, str | None]] = {}
     if where.suffix == ".csv":
         reader = csv.reader(io.StringIO(text, newline=""))
-        header = [h.strip() for h in next(reader, [])]
-        attrs = _check_names(header, where)
-        for i, values in enumerate(reader, start=2):
-            if not any(v.strip() for v in values):
-                continue  # blank lines and spreadsheet rows of empty cells
-            if len(values) > len(header):
-                raise MetadataError(f"{where}:{i}: {len(values)} values for {len(header)} columns")
-            r = dict(zip(header, values))
-            _add(rows, (r.get("path") or "").strip(), {a: _clean(r.get(a)) for a in attrs}, where, i)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            attrs = _check_names(header, where)
+            for values in reader:
+                i = reader.line_num
+                if not any(v.strip() for v in values):
+                    continue  # blank lines and spreadsheet rows of empty cells
+                if len(values) > len(header):
+                    raise MetadataError(f"{where}:{i}: {len(values)} values for {len(header)} columns")
+                r = dict(zip(header, values))
+                _add(rows, (r.get("path") or "").strip(), {a: _clean(r.get(a)) for a in attrs}, where, i)
+        except csv.Error as e:
+            # the usual cause of an over-long field is an unbalanced quote: the rest of the file reads as one field
+            hint = (f" A field is longer than {csv.field_size_limit()} characters from line {reader.line_num} on: "
+                    "look for an unbalanced double quote (\") there; attribute values are short labels."
+                    if "field limit" in str(e) else "")
+            raise MetadataError(f"{where}:{reader.line_num}: not a readable CSV row ({e}).{hint} Fix the file and "
+                                "run the batch again.") from None
         return Sidecar(present[0], attrs, rows)
     attrs: list[str] = []
     for i, line in enumerate(text.splitlines(), start=1):

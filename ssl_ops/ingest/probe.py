@@ -23,6 +23,7 @@ REASONS = {
     "empty": "zero-byte file",
     "unreadable": "the file could not be read (permissions, I/O error, broken link) or its name is not valid UTF-8",
     "not_a_file": "a link to a folder, a FIFO, a socket or a device: not a regular file",
+    "outside_batch": "a symbolic link that resolves outside the batch folder: never read (landing policy for links)",
     "unsupported_format": "an image, but in a format or mode the contract does not accept",
     "not_an_image": "no image format recognised in the bytes",
     "truncated": "the image data ends early",

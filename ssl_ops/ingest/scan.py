@@ -21,6 +21,7 @@ from typing import Callable
 
 import pyarrow as pa
 
+from ssl_ops.ingest.links import LINK_POLICIES, link_outside_batch
 from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar, normalise_path
 from ssl_ops.ingest.probe import Accepted, ImageLimits, gray_array, probe_image
 from ssl_ops.manifest import ATTR_PREFIX, QUARANTINE_SCHEMA, accepted_schema
@@ -79,15 +80,21 @@ def _valid_utf8(s: str) -> bool:
         return False
 
 
-def _probe_chunk(root: str, rels: list[str], limits: ImageLimits) -> tuple[list, list]:
+def _probe_chunk(root: str, rels: list[str], limits: ImageLimits, links: str = "inside") -> tuple[list, list]:
     """Worker: read, hash and probe files. Returns (accepted rows, rejected rows) as tuples."""
     ok, bad, grays = [], [], []
+    root_real = os.path.realpath(root)
     for rel in rels:
         if not _valid_utf8(rel):
             shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             bad.append((shown, None, None, "unreadable", "file name is not valid UTF-8; rename the file"))
             continue
         path = os.path.join(root, rel)
+        if links == "inside" and link_outside_batch(root_real, path) is not None:
+            bad.append((rel, None, None, "outside_batch",
+                        "a symbolic link that leads outside the batch folder; it was not read. Copy the file into "
+                        "the batch instead (or set the contract's batch.links: follow)"))
+            continue
         try:
             mode = os.stat(path).st_mode  # follows links; never open a FIFO (it would block)
             if not stat.S_ISREG(mode):
@@ -143,13 +150,13 @@ def _noop() -> None:
 
 
 def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, pool: ProcessPoolExecutor | None,
-               progress: Progress | None) -> tuple[list, list]:
+               progress: Progress | None, links: str = "inside") -> tuple[list, list]:
     ok, bad, done = [], [], 0
     root = str(batch_dir)
     if pool is None:
-        results = (_probe_chunk(root, c, limits) for c in _chunks(rels, CHUNK))
+        results = (_probe_chunk(root, c, limits, links) for c in _chunks(rels, CHUNK))
     else:
-        results = pool.map(_probe_chunk, *zip(*[(root, c, limits) for c in _chunks(rels, CHUNK)]))
+        results = pool.map(_probe_chunk, *zip(*[(root, c, limits, links) for c in _chunks(rels, CHUNK)]))
     for o, b in results:
         ok.extend(o)
         bad.extend(b)
@@ -162,7 +169,7 @@ def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, pool: Proc
 def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str, str] | None = None,
                workers: int | None = None, sidecar: Sidecar | None = None,
                progress: Progress | None = None, skip: tuple[str, ...] = SIDECARS,
-               require: str | None = None) -> ScanResult:
+               require: str | None = None, links: str = "inside") -> ScanResult:
     """Scan `batch_dir` as batch `batch`.
 
     prior: sample_id -> "<batch>/<path>" of samples accepted in earlier batches (exact-duplicate check).
@@ -170,15 +177,18 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
     metadata.csv / metadata.jsonl). skip: top-level file names that are not samples (the sidecars).
     require: a sidecar attribute every accepted image must have (the eval set's `label`); images without
     it are quarantined as `unlabeled` before duplicates are resolved, so a labeled copy is the one kept.
+    links: the landing policy for symbolic links (LINK_POLICIES; see link_outside_batch).
     """
+    if links not in LINK_POLICIES:
+        raise ValueError(f"links must be one of {LINK_POLICIES}, got {links!r}")
     t0 = time.perf_counter()
     prior = prior or {}
-    sidecar = sidecar if sidecar is not None else load_sidecar(batch_dir)
+    sidecar = sidecar if sidecar is not None else load_sidecar(batch_dir, links=links)
     workers = workers or os.cpu_count() or 1
     rels = list_batch_files(batch_dir, skip)
     pool = _start_pool(workers) if workers > 1 and len(rels) >= PARALLEL_MIN_FILES else None
     try:
-        ok, bad = _probe_all(batch_dir, rels, limits, pool, progress)
+        ok, bad = _probe_all(batch_dir, rels, limits, pool, progress, links)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

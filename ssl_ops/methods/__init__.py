@@ -15,6 +15,7 @@ from ssl_ops.methods.byol import BYOL
 from ssl_ops.methods.dino import DINO
 from ssl_ops.methods.mae import MAE
 from ssl_ops.methods.mocov3 import MoCoV3
+from ssl_ops.methods.options import check_options
 from ssl_ops.methods.simclr import SimCLR
 from ssl_ops.methods.vicreg import VICReg
 
@@ -36,6 +37,7 @@ def build_method(name: str, backbone: nn.Module, image_size: int, options: dict 
     if unknown:
         raise ValueError(f"method {name!r} has no option(s) {unknown}; its options are "
                          + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()))
+    check_options(options)
     return METHODS[name](backbone, image_size, **options)
 
 

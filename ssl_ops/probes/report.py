@@ -38,8 +38,10 @@ class ProbeConfig:
     draws: int = 3  # seeded draws for each label fraction below 100%
 
     def __post_init__(self):
-        if not 0 < self.test_fraction < 1:
+        if not 0 < self.test_fraction < 1:  # (NaN fails this too)
             raise ValueError(f"probe test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.seed < 0:
+            raise ValueError(f"probe seed must be >= 0, got {self.seed}")
         if self.draws < 1:
             raise ValueError(f"probe draws must be >= 1, got {self.draws}")
 

@@ -40,8 +40,8 @@ class GateConfig:
             raise ValueError(f"gate primary_metric {self.primary_metric!r} is not one of {PRIMARY_METRICS}")
         for k in ("tolerance", "group_tolerance", "min_embedding_std"):
             v = getattr(self, k)
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"gate {k} must be a number >= 0, got {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:  # accuracies, std: 0..1
+                raise ValueError(f"gate {k} must be a number from 0 to 1, got {v!r}")
 
 
 @dataclass

@@ -96,6 +96,10 @@ class TrainConfig:
                   "health_every", "collapse_std"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"train.{k} must not be negative, got {getattr(self, k)}")
+        if self.seed < 0:
+            raise ConfigError(f"train.seed must not be negative, got {self.seed}")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"train.min_lr {self.min_lr} is above train.lr {self.lr}: the cosine ends at min_lr")
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be at least 1, got {self.log_every}")
         if self.collapse_std and not self.health_every:
@@ -105,6 +109,7 @@ class TrainConfig:
             raise ConfigError(f"train.lr {self.lr} is far too small for LARS, whose steps are lr x 0.001 of each "
                               f"weight's norm: use about 0.3 x batch_size / 256 (SimCLR, BYOL), or adamw")
         from ssl_ops.methods import build_method, method_options
+        from ssl_ops.methods.options import check_options
         from ssl_ops.models import build_backbone
 
         allowed = method_options(self.method)
@@ -112,6 +117,10 @@ class TrainConfig:
         if bad:
             raise ConfigError(f"train.method_options {bad} are not options of {self.method}; its options are "
                               + ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()))
+        try:
+            check_options(self.method_options)
+        except ValueError as e:
+            raise ConfigError(f"train.{e}") from None
         try:  # build it without memory (meta tensors): option values and combinations are checked now
             import torch
 
@@ -147,7 +156,7 @@ def _coerce(key: str, value, type_name: str):
                 raise ValueError
             return int(value)
         if t.startswith("float"):
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not math.isfinite(float(value)):
                 raise ValueError
             return float(value)
         if t == "bool":

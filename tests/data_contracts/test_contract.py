@@ -25,10 +25,39 @@ def test_shipped_contracts_load():
     (lambda t: t.replace("  width: int32", "  width: int33"), "not one of"),
     (lambda t: t.replace("  groups: {}", "  groups: {domain: {min_share: 1.5}}"), "within 0..1"),
     (lambda t: t + "\n  : [", "not valid YAML"),
+    # every numeric field is checked when the contract is read, with the key named (not at use)
+    (lambda t: t.replace("max_pixels: 64000000", "max_pixels: -1"), r"images.max_pixels must be >= 1 .*got -1"),
+    (lambda t: t.replace("max_bytes: 67108864", "max_bytes: 0"), r"images.max_bytes must be >= 1 bytes, got 0"),
+    (lambda t: t.replace("  min_side: 8 ", "  min_side: 0 "), r"images.min_side must be >= 1 px, got 0"),
+    (lambda t: t.replace("max_side: 16384", "max_side: 4"), r"images.max_side must be >= 8 px"),
+    (lambda t: t.replace("reference_batches: 5", "reference_batches: -2"), r"bias.reference_batches must be >= 0"),
+    (lambda t: t.replace("psi_max: 0.25", "psi_max: 0"), r"bias.psi_max must be > 0"),
+    (lambda t: t.replace("p_value_min: 0.001", "p_value_min: 1.5"), r"bias.p_value_min must be >= 0 and <= 1"),
+    (lambda t: t.replace("p_value_min: 0.001", "p_value_min: .nan"), r"bias.p_value_min must be a number"),
+    (lambda t: t.replace("near_duplicate_bits: 4", "near_duplicate_bits: 65"), r"bias.near_duplicate_bits must be"),
+    (lambda t: t.replace("near_duplicate_max_share: 0.05", "near_duplicate_max_share: -0.1"),
+     r"bias.near_duplicate_max_share must be >= 0"),
+    (lambda t: t.replace("  min_images: 1 ", "  min_images: -3 "), r"batch.min_images must be >= 0, got -3"),
+    (lambda t: t.replace("  min_images: 1 ", "  min_images: one "), r"batch: 'min_images' must be int"),
+    (lambda t: t.replace("  min_images: 1 ", "  min_images: 1\n  links: everywhere\n "), r"batch.links must be one of"),
+    (lambda t: t.replace("  min_images: 1 ", "  min_images: 1\n  size: 3\n "), r"batch: unknown key.*size"),
 ])
 def test_bad_contracts_say_what_to_fix(tmp_path, edit, needle):
     p = tmp_path / "c.yaml"
     p.write_text(edit((CONTRACTS_DIR / "unlabeled_images.yaml").read_text()))
+    with pytest.raises(ContractError, match=needle):
+        load_contract(p)
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda t: t.replace("min_classes: 2", "min_classes: 0"), r"labels.min_classes must be >= 1"),
+    (lambda t: t.replace("near_duplicate_bits: 4", "near_duplicate_bits: -1"), r"leakage.near_duplicate_bits must be >= 0"),
+])
+def test_bad_eval_contracts_say_what_to_fix(tmp_path, edit, needle):
+    p = tmp_path / "c.yaml"
+    text = (CONTRACTS_DIR / "eval_images.yaml").read_text()
+    assert edit(text) != text, "the edit must change the shipped contract"
+    p.write_text(edit(text))
     with pytest.raises(ContractError, match=needle):
         load_contract(p)
 

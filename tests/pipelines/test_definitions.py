@@ -104,11 +104,20 @@ def test_a_config_file_in_the_environment_reaches_the_code_location(tmp_path, mo
     ("probe: {seeds: 3}", "probe: unknown key.*seeds"),
     ("probe: {draws: two}", "probe.draws must be a int"),
     ("registry: {primary_metric: f1}", "registry: gate primary_metric 'f1'"),
-    ("registry: {tolerance: -1}", "registry: gate tolerance must be a number >= 0"),
+    ("registry: {tolerance: -1}", "registry: gate tolerance must be a number from 0 to 1"),
+    ("registry: {min_embedding_std: .nan}", "registry: gate min_embedding_std must be a number from 0 to 1"),
+    ("probe: {seed: -1}", "probe: probe seed must be >= 0"),
+    ("train: {method_options: {temperature: -1}}", r"train.method_options.temperature must be > 0, got -1"),
+    ("train: {method: byol, method_options: {momentum: 2}}", r"train.method_options.momentum must be >= 0 and <= 1"),
+    ("train: {method_options: {crop_scale: [0.9, 0.1]}}", r"train.method_options.crop_scale must be \[low, high\]"),
+    ("train: {lr: .inf}", r"train.lr: inf is not a valid float"),
+    ("train: {seed: -1}", "train.seed must not be negative"),
+    ("train: {last_batches: -2}", "train.last_batches must be an integer >= 0"),
+    ("shards: {max_samples: 0}", "shards.max_samples must be an integer >= 1"),
     ("registry: {model_name: ''}", "registry.model_name must be a non-empty name"),
     ("registry: [a]", "registry must be a mapping"),
 ])
-def test_probe_and_registry_sections_are_checked_when_read(tmp_path, section, why):
+def test_numeric_settings_are_checked_when_read_with_the_key_named(tmp_path, section, why):
     p = tmp_path / "c.yaml"
     p.write_text(section + "\n")
     with pytest.raises(SettingsError, match=why):

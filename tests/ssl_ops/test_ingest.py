@@ -155,17 +155,79 @@ def test_links_fifos_and_broken_links_are_accounted_for(tmp_path):
     d = tmp_path / "b"
     write(d / "real.jpg", jpeg_bytes(1))
     write(tmp_path / "elsewhere" / "x.jpg", jpeg_bytes(2))
-    os.symlink(tmp_path / "elsewhere", d / "linked folder")
-    os.symlink(tmp_path / "elsewhere" / "x.jpg", d / "linked.jpg")  # a link to a file is read through
-    os.symlink(tmp_path / "gone.jpg", d / "broken.jpg")
+    write(d / "sub" / "inner.jpg", jpeg_bytes(3))
+    os.symlink(d / "sub", d / "linked folder")
+    os.symlink(d / "sub" / "inner.jpg", d / "inner link.jpg")  # a link inside the batch is read through
+    os.symlink(d / "gone.jpg", d / "broken.jpg")
     os.mkfifo(d / "pipe.jpg")
     r = scan_batch(d, "b", ImageLimits(), workers=1)
-    assert outcome(r) == {"real.jpg": "accepted", "linked.jpg": "accepted", "linked folder": "not_a_file",
-                          "broken.jpg": "unreadable", "pipe.jpg": "not_a_file"}
-    assert r.seen == 5 == r.accepted.num_rows + r.quarantine.num_rows
+    # sorted path order: the link comes first and is kept, the file it names is then its duplicate
+    assert outcome(r) == {"real.jpg": "accepted", "inner link.jpg": "accepted", "sub/inner.jpg": "duplicate",
+                          "linked folder": "not_a_file", "broken.jpg": "unreadable", "pipe.jpg": "not_a_file"}
+    assert r.seen == 6 == r.accepted.num_rows + r.quarantine.num_rows
     details = dict(zip(r.quarantine.column("path").to_pylist(), r.quarantine.column("detail").to_pylist()))
     assert "links to folders are not followed" in details["linked folder"] and "FIFO" in details["pipe.jpg"]
     assert details["broken.jpg"] == "broken symbolic link"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_links_that_lead_outside_the_batch_are_quarantined_unread(tmp_path, monkeypatch, workers):
+    """Landing policy for links: a link resolving outside the batch folder is quarantined as outside_batch and
+    never opened (a link to /etc/passwd is not read or hashed); `follow` reads it."""
+    d = tmp_path / "b"
+    write(d / "real.jpg", jpeg_bytes(1))
+    write(tmp_path / "elsewhere" / "x.jpg", jpeg_bytes(2))
+    os.symlink(tmp_path / "elsewhere" / "x.jpg", d / "out.jpg")
+    os.symlink("/etc/passwd", d / "passwd.jpg")
+    os.symlink("../elsewhere", d / "out folder")
+    os.symlink(tmp_path / "nowhere.jpg", d / "broken out.jpg")
+    os.symlink("sub/../real.jpg", d / "z dotdot inside.jpg")
+    (d / "sub").mkdir()
+    opened = []
+    real_open = open
+
+    def spy(path, *a, **k):
+        opened.append(os.path.realpath(path))
+        return real_open(path, *a, **k)
+
+    if workers == 1:  # in-process: prove the outside files are never opened
+        monkeypatch.setattr("builtins.open", spy)
+    r = scan_batch(d, "b", ImageLimits(), workers=workers)
+    assert outcome(r) == {"real.jpg": "accepted", "out.jpg": "outside_batch", "passwd.jpg": "outside_batch",
+                          "out folder": "outside_batch", "broken out.jpg": "outside_batch",
+                          "z dotdot inside.jpg": "duplicate"}
+    q = {row["path"]: row for row in r.quarantine.to_pylist()}
+    assert q["passwd.jpg"]["sample_id"] is None and q["passwd.jpg"]["bytes"] is None  # never hashed
+    assert "not read" in q["out.jpg"]["detail"] and "batch.links: follow" in q["out.jpg"]["detail"]
+    if workers == 1:
+        assert "/etc/passwd" not in opened and str(tmp_path / "elsewhere" / "x.jpg") not in opened
+    followed = scan_batch(d, "b", ImageLimits(), workers=1, links="follow")
+    assert outcome(followed)["out.jpg"] == "accepted" and outcome(followed)["passwd.jpg"] == "not_an_image"
+    with pytest.raises(ValueError, match="links must be one of"):
+        scan_batch(d, "b", ImageLimits(), workers=1, links="sometimes")
+
+
+def test_a_sidecar_linked_from_outside_the_batch_is_refused(tmp_path):
+    d = tmp_path / "b"
+    write(d / "a.jpg", jpeg_bytes(1))
+    (tmp_path / "secret.csv").write_text("path,site\na.jpg,x\n")
+    os.symlink(tmp_path / "secret.csv", d / "metadata.csv")
+    with pytest.raises(MetadataError, match="metadata.csv: a symbolic link that leads outside the batch folder"):
+        scan_batch(d, "b", ImageLimits(), workers=1)
+    r = scan_batch(d, "b", ImageLimits(), workers=1, links="follow")
+    assert r.accepted.column("attr_site").to_pylist() == ["x"]
+
+
+def test_a_broken_csv_says_which_file_and_line_and_what_to_fix(tmp_path):
+    d = tmp_path / "b"
+    write(d / "a.jpg", jpeg_bytes(1))
+    write(d / "b.jpg", jpeg_bytes(2))
+    (d / "metadata.csv").write_text("path,note\na.jpg,fine\nb.jpg,\"" + "x" * 200_000 + "\n")
+    with pytest.raises(MetadataError, match=r"metadata.csv:\d+: not a readable CSV row .*unbalanced double quote"):
+        scan_batch(d, "b", ImageLimits(), workers=1)
+    (d / "metadata.csv").write_text("path,note\na.jpg,fine\nb.jpg,\"" + "x" * 200_000 + "\"\n")
+    with pytest.raises(MetadataError, match=r"metadata.csv:3: .*longer than 131072 characters"):
+        scan_batch(d, "b", ImageLimits(), workers=1)
 
 
 def test_formats_and_modes_outside_the_contract_are_quarantined_per_file(tmp_path):
