@@ -34,6 +34,23 @@ class Sidecar:
     attributes: list[str]  # attribute names (columns other than path), in file order
     rows: dict[str, dict[str, str | None]] = field(default_factory=dict)  # normalised path -> attributes
 
+    def key_of(self, rel: str) -> str | None:
+        """The row of the file at relative path `rel`: the row with its exact (normalised) path, else the row whose
+        path matches once surrounding blanks are trimmed (spreadsheet padding), else None. A file whose name
+        itself begins or ends with blanks is found by its exact path first."""
+        k = normalise_path(rel)
+        if k in self.rows:
+            return k
+        if not hasattr(self, "_trimmed"):
+            self._trimmed = {}
+            for key in self.rows:
+                self._trimmed.setdefault(normalise_path(key.strip()), key)
+        return self._trimmed.get(k.strip())
+
+    def attributes_of(self, rel: str) -> dict[str, str | None]:
+        k = self.key_of(rel)
+        return self.rows[k] if k is not None else {}
+
 
 def normalise_path(p: str) -> str:
     p = unicodedata.normalize("NFC", p.replace("\\", "/"))
@@ -100,12 +117,12 @@ def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS, links: str 
             attrs = _check_names(header, where)
             for values in reader:
                 i = reader.line_num
-                if not any(v.strip() for v in values):
+                if not any(values):
                     continue  # blank lines and spreadsheet rows of empty cells
                 if len(values) > len(header):
                     raise MetadataError(f"{where}:{i}: {len(values)} values for {len(header)} columns")
                 r = dict(zip(header, values))
-                _add(rows, (r.get("path") or "").strip(), {a: _clean(r.get(a)) for a in attrs}, where, i)
+                _add(rows, r.get("path") or "", {a: _clean(r.get(a)) for a in attrs}, where, i)
         except csv.Error as e:
             # the usual cause of an over-long field is an unbalanced quote: the rest of the file reads as one field
             hint = (f" A field is longer than {csv.field_size_limit()} characters from line {reader.line_num} on: "
@@ -128,7 +145,7 @@ def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS, links: str 
             if k != "path" and k not in attrs:
                 attrs.append(k)
         path = obj.get("path")
-        _add(rows, path.strip() if isinstance(path, str) else None,
+        _add(rows, path if isinstance(path, str) else None,
              {k: _clean(v) for k, v in obj.items() if k != "path"}, where, i)
     _check_names(["path", *attrs] if rows else ["path"], where)
     for r in rows.values():

@@ -22,7 +22,7 @@ from typing import Callable
 import pyarrow as pa
 
 from ssl_ops.ingest.links import LINK_POLICIES, link_outside_batch
-from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar, normalise_path
+from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar
 from ssl_ops.ingest.probe import Accepted, ImageLimits, gray_array, probe_image
 from ssl_ops.manifest import ATTR_PREFIX, QUARANTINE_SCHEMA, accepted_schema
 from ssl_ops.phash import phash64
@@ -196,7 +196,7 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
     quarantine = [(batch, rel, n, sha, reason, detail, None) for rel, n, sha, reason, detail in bad]
 
     def attrs_of(rel: str) -> dict:
-        return sidecar.rows.get(normalise_path(rel), {})
+        return sidecar.attributes_of(rel)
 
     if require:
         missing = [r for r in ok if attrs_of(r[0]).get(require) is None]
@@ -223,10 +223,10 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
         rows.append(row)
 
     attrs = sidecar.attributes
-    norm = [normalise_path(r[0]) for r in rows]
-    files_without = [r[0] for r, k in zip(rows, norm) if sidecar.source and k not in sidecar.rows]
-    all_seen = {normalise_path(r) for r in rels}
-    meta_without = sorted(k for k in sidecar.rows if k not in all_seen)
+    keys = [sidecar.key_of(r[0]) for r in rows]
+    files_without = [r[0] for r, k in zip(rows, keys) if sidecar.source and k is None]
+    matched = {sidecar.key_of(r) for r in rels}
+    meta_without = sorted(k for k in sidecar.rows if k not in matched)
 
     schema = accepted_schema(attrs)
     cols = list(zip(*rows)) if rows else [[] for _ in range(10)]
@@ -236,7 +236,7 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
         "brightness": cols[7], "contrast": cols[8],
     }
     for a in attrs:
-        data[ATTR_PREFIX + a] = [sidecar.rows.get(k, {}).get(a) for k in norm]
+        data[ATTR_PREFIX + a] = [sidecar.rows[k].get(a) if k is not None else None for k in keys]
     accepted = pa.table({f.name: pa.array(list(data[f.name]), type=f.type) for f in schema}, schema=schema)
     quarantine.sort(key=lambda r: r[1])
     qcols = list(zip(*quarantine)) if quarantine else [[] for _ in range(7)]
