@@ -8,6 +8,7 @@ from assets.partitions import batches, earlier_batches
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from ssl_ops.ingest import ImageLimits, scan_batch
+from ssl_ops.ingest.prior import PriorManifests
 from ssl_ops.manifest import table_digest, write_table_atomic
 
 
@@ -48,10 +49,8 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
                              f"partition but its files are gone. Restore it, or delete the partition.")
         # Earlier batches that a blocking check rejected do not count: their images may land again, fixed.
         prior_batches = [b for b in earlier_batches(context.instance, batch) if not blocking_failures(h, b)]
-        prior = home.manifests(prior_batches, ["sample_id", "batch", "path"])
-        prior_ids = ({} if prior is None else
-                     {s: f"{b}/{p}" for s, b, p in zip(*(prior.column(c).to_pylist() for c in ("sample_id", "batch", "path")))})
-        result = scan_batch(folder, batch, limits_from(contract), prior=prior_ids, workers=home.workers or None,
+        prior = PriorManifests({b: h.accepted_path(b) for b in prior_batches})  # one manifest in memory at a time
+        result = scan_batch(folder, batch, limits_from(contract), prior=prior, workers=home.workers or None,
                             progress=progress_logger(context.log, f"raw_images[{batch}]"), links=contract.links)
         acc, quar = result.accepted.num_rows, result.quarantine.num_rows
         if acc + quar != result.seen:  # the invariant users rely on: nothing is silently dropped

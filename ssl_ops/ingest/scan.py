@@ -166,13 +166,16 @@ def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, pool: Proc
     return ok, bad
 
 
-def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str, str] | None = None,
+def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits,
+               prior: dict[str, str] | Callable[[list[str]], dict[str, str]] | None = None,
                workers: int | None = None, sidecar: Sidecar | None = None,
                progress: Progress | None = None, skip: tuple[str, ...] = SIDECARS,
                require: str | None = None, links: str = "inside") -> ScanResult:
     """Scan `batch_dir` as batch `batch`.
 
-    prior: sample_id -> "<batch>/<path>" of samples accepted in earlier batches (exact-duplicate check).
+    prior: sample_id -> "<batch>/<path>" of samples accepted in earlier batches (exact-duplicate check), or a
+    lookup called once with this batch's ids that returns that mapping for those of them seen before
+    (ssl_ops.ingest.prior.PriorManifests: one earlier manifest in memory at a time).
     workers: processes to use (default: all cores). sidecar: attributes to join (default: the batch's
     metadata.csv / metadata.jsonl). skip: top-level file names that are not samples (the sidecars).
     require: a sidecar attribute every accepted image must have (the eval set's `label`); images without
@@ -182,7 +185,6 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
     if links not in LINK_POLICIES:
         raise ValueError(f"links must be one of {LINK_POLICIES}, got {links!r}")
     t0 = time.perf_counter()
-    prior = prior or {}
     sidecar = sidecar if sidecar is not None else load_sidecar(batch_dir, links=links)
     workers = workers or os.cpu_count() or 1
     rels = list_batch_files(batch_dir, skip)
@@ -203,6 +205,8 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits, prior: dict[str
         quarantine += [(batch, r[0], r[2], r[1], "unlabeled", f"no '{require}' for this file in {sidecar.source}", None)
                        for r in missing]
         ok = [r for r in ok if attrs_of(r[0]).get(require) is not None]
+    ids = [r[1] for r in ok]
+    prior = (prior(ids) if callable(prior) else {i: prior[i] for i in ids if i in prior}) if prior else {}
     kept: dict[str, str] = {}  # sha256 -> relative path of the copy kept in this batch
     rows = []
     for row in ok:  # already in sorted path order

@@ -71,6 +71,29 @@ def test_duplicates_across_batches_use_prior_ids(tmp_path):
     assert r.quarantine.column("duplicate_of").to_pylist() == ["b1/x.jpg"]
 
 
+def test_duplicates_across_batches_from_earlier_manifests_one_at_a_time(tmp_path):
+    """PriorManifests reads earlier manifests one at a time (memory flat as batches accumulate) and names the
+    earliest batch that accepted the same bytes."""
+    from ssl_ops.ingest.prior import PriorManifests
+    from ssl_ops.manifest import write_table_atomic
+
+    a, b, c = jpeg_bytes(21), jpeg_bytes(22), jpeg_bytes(23)
+    r1 = scan_batch(write(tmp_path / "l" / "b1" / "a.jpg", a).parent, "b1", ImageLimits(), workers=1)
+    write(tmp_path / "l" / "b2" / "b.jpg", b)
+    r2 = scan_batch(write(tmp_path / "l" / "b2" / "a again.jpg", a).parent, "b2", ImageLimits(), workers=1)
+    write_table_atomic(r1.accepted, tmp_path / "m" / "b1.parquet")
+    write_table_atomic(r2.accepted, tmp_path / "m" / "b2.parquet")  # b2 accepted a again (b1 was not prior)
+    write(tmp_path / "l" / "b3" / "x.jpg", a)
+    write(tmp_path / "l" / "b3" / "y.jpg", b)
+    write(tmp_path / "l" / "b3" / "z.jpg", c)
+    prior = PriorManifests({"b1": tmp_path / "m" / "b1.parquet", "b2": tmp_path / "m" / "b2.parquet",
+                            "gone": tmp_path / "m" / "gone.parquet"})
+    r = scan_batch(tmp_path / "l" / "b3", "b3", ImageLimits(), prior=prior, workers=1)
+    assert outcome(r) == {"x.jpg": "duplicate", "y.jpg": "duplicate", "z.jpg": "accepted"}
+    assert dict(zip(r.quarantine.column("path").to_pylist(), r.quarantine.column("duplicate_of").to_pylist())) == {
+        "x.jpg": "b1/a.jpg", "y.jpg": "b2/b.jpg"}
+
+
 def test_metadata_csv_with_missing_and_extra_rows(tmp_path):
     d = tmp_path / "b"
     write(d / "a.jpg", jpeg_bytes(1))
