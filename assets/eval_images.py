@@ -9,6 +9,7 @@ from assets.raw_images import INGEST_POOL, limits_from, progress_logger
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from data_contracts.ge_suite import VALIDATION_CHECKS, validate_manifest
+from ssl_ops.escape import html_text
 from ssl_ops.evalset import eval_digest, scan_eval
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.manifest import write_table_atomic
@@ -30,7 +31,8 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
         write_table_atomic(result.accepted, h.accepted_path(EVAL_BATCH))
         write_table_atomic(result.quarantine, h.quarantine_path(EVAL_BATCH))
         digest = eval_digest(result.accepted)
-        outcome = validate_manifest(contract, result.accepted, h.report_dir(EVAL_BATCH) / "data_docs", EVAL_BATCH)
+        outcome = validate_manifest(contract, result.accepted, h.report_dir(EVAL_BATCH) / "data_docs", EVAL_BATCH,
+                                     escape=html_text)
         results = []
         for name in VALIDATION_CHECKS:
             if name in contract.checks:
@@ -48,7 +50,7 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
                       "labels_from": result.sidecar or "none", "classes": len(per_class), "per_class": per_class,
                       "group_attributes": groups,
                       "manifest": dg.MetadataValue.path(str(h.accepted_path(EVAL_BATCH))),
-                      "data_docs": dg.MetadataValue.url(f"file://{outcome.docs_index}"),
+                      "data_docs": dg.MetadataValue.url(outcome.docs_index.resolve().as_uri()),
                       "dagster/row_count": result.accepted.num_rows},
         )
 

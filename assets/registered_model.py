@@ -21,6 +21,7 @@ from assets.lineage import batch_lineage, git_sha, leakage_finding, require_upst
 from assets.mlflow_registry import GATE_TAG, RUN_KEY_TAG, Registry
 from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
 from assets.resources import PipelineHome
+from ssl_ops.escape import MlflowKeys
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.manifest import read_manifest
 from ssl_ops.probes.evalset import load_eval_arrays
@@ -133,19 +134,6 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
 
     run_id = enc["mlflow_run_id"]
     dim = report["model"]["dim"]
-    metrics = {}
-    for name in ("model", "champion", "raw_pixels", "random_init"):
-        t = report.get(name)
-        if t is None:
-            continue
-        metrics.update({f"probe_{name}_{k}": t[k] for k in ("knn20", "knn200", "linear")})
-        metrics.update({f"probe_{name}_linear_at_{float(f) * 100:g}pct": v["mean"]
-                        for f, v in t["label_fractions"].items()})
-    metrics.update({f"probe_health_{k}": v for k, v in report["health"].items()})
-    for col, g in report["model"]["groups"].items():
-        metrics[f"probe_worst_group_gap_{col}"] = g["worst_group_gap"]
-        metrics.update({f"probe_group_{col}_{v or 'none'}": a["accuracy"] for v, a in g["per_group"].items()})
-    metrics["gate_passed"] = float(decision.passed)
 
     # a couple of real eval images as the input example, at their stored size
     eval_table = read_manifest(h.accepted_path(EVAL_BATCH))
@@ -160,7 +148,7 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
                        "gate_primary_metric": gate.primary_metric, "gate_tolerance": gate.tolerance,
                        "gate_group_tolerance": gate.group_tolerance, "gate_min_embedding_std": gate.min_embedding_std,
                        "eval_digest": ev["eval_digest"]})
-        mf.log_metrics({k: float(v) for k, v in metrics.items()})
+        log_probe_metrics(report, decision.passed)
         mf.set_tags({"sslpipe.eval_digest": ev["eval_digest"], "sslpipe.git_sha": lineage["git_sha"],
                      "sslpipe.registered_by_dagster_run": context.run_id,
                      "sslpipe.dagster_run_url": f"{mlflow.dagster_url.rstrip('/')}/runs/{context.run_id}"})
@@ -195,6 +183,42 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
         mv = mf.register_model(info.model_uri, reg.name, tags=tags)
     context.log.info(f"registered_model: registered {reg.name} version {mv.version} ({mlflow.version_url(mv.version)})")
     return str(mv.version)
+
+
+KEYS_ARTIFACT = "evaluation/mlflow_keys.json"
+
+
+def probe_metrics(report: dict, gate_passed: bool) -> tuple[dict[str, float], MlflowKeys]:
+    """The probe report as MLflow metrics. Names built from the eval set's group columns and values go through
+    ssl_ops.escape.MlflowKeys (`probe_group/<column>/<value>`, `probe_worst_group_gap/<column>`): any value
+    gives a valid, distinct name, and `keys.mapping` records name -> original column and value."""
+    keys = MlflowKeys()
+    metrics = {}
+    for name in ("model", "champion", "raw_pixels", "random_init"):
+        t = report.get(name)
+        if t is None:
+            continue
+        metrics.update({f"probe_{name}_{k}": t[k] for k in ("knn20", "knn200", "linear")})
+        metrics.update({f"probe_{name}_linear_at_{float(f) * 100:g}pct": v["mean"]
+                        for f, v in t["label_fractions"].items()})
+    metrics.update({f"probe_health_{k}": v for k, v in report["health"].items()})
+    for col, g in report["model"]["groups"].items():
+        metrics[keys.key("probe_worst_group_gap", col)] = g["worst_group_gap"]
+        metrics.update({keys.key("probe_group", col, v): a["accuracy"] for v, a in g["per_group"].items()})
+    metrics["gate_passed"] = float(gate_passed)
+    return {k: float(v) for k, v in metrics.items()}, keys
+
+
+def log_probe_metrics(report: dict, gate_passed: bool) -> dict[str, dict]:
+    """Log probe_metrics to the active MLflow run, with the key mapping as the artifact KEYS_ARTIFACT (and its
+    path in the tag sslpipe.mlflow_keys); returns the mapping."""
+    import mlflow as mf
+
+    metrics, keys = probe_metrics(report, gate_passed)
+    mf.log_metrics(metrics)
+    mf.log_dict(keys.mapping, KEYS_ARTIFACT)  # metric name -> the group column and value it stands for
+    mf.set_tag("sslpipe.mlflow_keys", KEYS_ARTIFACT)
+    return keys.mapping
 
 
 def _source(uri: str):

@@ -11,6 +11,7 @@ from assets.partitions import batches
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from data_contracts.ge_suite import VALIDATION_CHECKS, validate_manifest
+from ssl_ops.escape import html_text
 from ssl_ops.manifest import read_manifest, table_digest
 
 
@@ -34,7 +35,7 @@ def build_validated_images(contract: Contract) -> dg.AssetsDefinition:
         batch = context.partition_key
         manifest = read_manifest(h.accepted_path(batch))
         docs = h.report_dir(batch) / "data_docs"
-        outcome = validate_manifest(contract, manifest, docs_dir=docs, run_name=batch)
+        outcome = validate_manifest(contract, manifest, docs_dir=docs, run_name=batch, escape=html_text)
         results = []
         for name in VALIDATION_CHECKS:
             if name not in contract.checks:
@@ -64,7 +65,7 @@ def build_validated_images(contract: Contract) -> dg.AssetsDefinition:
             metadata={"contract": contract.label, "contract_digest": contract.digest, "success": outcome.success,
                       "expectations": outcome.statistics.get("evaluated_expectations", 0),
                       "failed_expectations": outcome.statistics.get("unsuccessful_expectations", 0),
-                      "data_docs": dg.MetadataValue.url(f"file://{outcome.docs_index}"),
+                      "data_docs": dg.MetadataValue.url(outcome.docs_index.resolve().as_uri()),  # %-encoded
                       "dagster/row_count": manifest.num_rows},
         )
 

@@ -1,7 +1,14 @@
 """Compile a contract to a Great Expectations 1.x suite, run it on a manifest, and build data docs.
 
-    outcome = validate_manifest(contract, table, docs_dir=Path("reports/b1/data_docs"), run_name="b1")
+    outcome = validate_manifest(contract, table, docs_dir=Path("reports/b1/data_docs"), run_name="b1",
+                                escape=ssl_ops.escape.html_text)
     outcome.checks["image_constraints"].passed
+
+GE's data docs put values into HTML as given, so values from the data (attributes, paths, the batch name) are
+untrusted there. `escape` (injected: this package imports no project code) must be injective and leave
+identifiers and hex digests as they are; GE then sees an escaped view of every string column, of the contract's
+value sets and of the run name, which gives the same check outcomes, and the outcomes' examples are mapped back
+to the original values.
 
 Each expectation carries `meta.check`, the contract check it belongs to; a check passes when all of
 its expectations pass. Column types are compared on the Arrow schema (exact), not on pandas dtypes.
@@ -10,7 +17,9 @@ GE is imported on first use: it takes seconds, and loading the Dagster definitio
 
 from __future__ import annotations
 
+import html
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +69,9 @@ class ValidationOutcome:
     statistics: dict
 
 
-def build_suite(contract: Contract, columns: list[str]):
-    """The GE ExpectationSuite for `contract`; `columns` are the manifest's columns (for group rules)."""
+def build_suite(contract: Contract, columns: list[str], escape: Callable[[str], str] = str):
+    """The GE ExpectationSuite for `contract`; `columns` are the manifest's columns (for group rules);
+    `escape` is applied to the value sets, to match an escaped view of the data (see validate_manifest)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -83,8 +93,8 @@ def build_suite(contract: Contract, columns: list[str]):
         add("image_constraints", gxe.ExpectColumnValuesToBeBetween(column=col, min_value=im.min_side,
                                                                    max_value=im.max_side))
     add("image_constraints", gxe.ExpectColumnValuesToBeBetween(column="bytes", min_value=1, max_value=im.max_bytes))
-    add("image_constraints", gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(im.formats)))
-    add("image_constraints", gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=list(im.modes)))
+    for col, allowed in (("format", im.formats), ("mode", im.modes)):
+        add("image_constraints", gxe.ExpectColumnValuesToBeInSet(column=col, value_set=[escape(v) for v in allowed]))
     for a in contract.required_attributes:
         add("required_attributes", gxe.ExpectColumnToExist(column=ATTR_PREFIX + a))
         if ATTR_PREFIX + a in columns:
@@ -92,7 +102,8 @@ def build_suite(contract: Contract, columns: list[str]):
     for g, rule in contract.groups.items():
         add("group_values", gxe.ExpectColumnToExist(column=ATTR_PREFIX + g))
         if rule.values and ATTR_PREFIX + g in columns:
-            add("group_values", gxe.ExpectColumnValuesToBeInSet(column=ATTR_PREFIX + g, value_set=list(rule.values)))
+            add("group_values", gxe.ExpectColumnValuesToBeInSet(column=ATTR_PREFIX + g,
+                                                                value_set=[escape(v) for v in rule.values]))
     if contract.labels is not None and ATTR_PREFIX + "label" in columns:
         add("labels", gxe.ExpectColumnUniqueValueCountToBeBetween(column=ATTR_PREFIX + "label",
                                                                   min_value=contract.labels.min_classes))
@@ -137,16 +148,39 @@ def _context(docs_dir: Path | None):
     return ctx
 
 
+def escaped_view(table: pa.Table, escape: Callable[[str], str]) -> tuple[pa.Table, dict[str, dict[str, str]]]:
+    """`table` with `escape` applied to every string value, and per column the map escaped -> original.
+    Raises ValueError if `escape` maps two values of a column to one (it must be injective)."""
+    originals: dict[str, dict[str, str]] = {}
+    for i, f in enumerate(table.schema):
+        if f.type not in (pa.string(), pa.large_string()):
+            continue
+        back: dict[str, str] = {}
+        values = []
+        for v in table.column(i).to_pylist():
+            e = None if v is None else escape(v)
+            if e is not None and back.setdefault(e, v) != v:
+                raise ValueError(f"escape is not injective: {back[e]!r} and {v!r} both give {e!r}")
+            values.append(e)
+        originals[f.name] = back
+        table = table.set_column(i, f, pa.array(values, f.type))
+    return table, originals
+
+
 def validate_manifest(contract: Contract, table: pa.Table, docs_dir: Path | None = None,
-                      run_name: str = "manifest") -> ValidationOutcome:
-    """Run the contract's suite on a manifest (Arrow table); write data docs under docs_dir if given."""
+                      run_name: str = "manifest", escape: Callable[[str], str] = html.escape) -> ValidationOutcome:
+    """Run the contract's suite on a manifest (Arrow table); write data docs under docs_dir if given.
+    `escape`: HTML escaping for everything from the data that the docs show (the assets pass the project's
+    one rule, ssl_ops.escape.html_text); it must be injective and keep identifiers and hex digests unchanged."""
     import great_expectations as gx
 
     ctx = _context(docs_dir)
-    df = table.to_pandas()
+    shown, originals = escaped_view(table, escape)
+    df = shown.to_pandas()
+    run_name = escape(run_name)
     source = ctx.data_sources.add_pandas(f"{contract.name}_manifest")
     batch_def = source.add_dataframe_asset(run_name).add_batch_definition_whole_dataframe("whole")
-    suite = ctx.suites.add(build_suite(contract, table.column_names))
+    suite = ctx.suites.add(build_suite(contract, table.column_names, escape))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch_def, suite=suite, name=run_name))
     actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
     cp = ctx.checkpoints.add(gx.Checkpoint(name=f"{run_name}_checkpoint", validation_definitions=[vd],
@@ -160,10 +194,12 @@ def validate_manifest(contract: Contract, table: pa.Table, docs_dir: Path | None
         for r in vr.results:
             cfg = r.expectation_config
             res = r.result or {}
+            back = originals.get(cfg.kwargs.get("column"), {})
             grouped.setdefault((cfg.meta or {}).get("check", "other"), []).append(ExpectationOutcome(
                 cfg.type, cfg.kwargs.get("column"), bool(r.success), observed=res.get("observed_value"),
                 unexpected_count=res.get("unexpected_count"),
-                examples=[_plain(v) for v in (res.get("partial_unexpected_list") or [])[:5]]))
+                examples=[_plain(back.get(v, v) if isinstance(v, str) else v)
+                          for v in (res.get("partial_unexpected_list") or [])[:5]]))
     for check, outs in _native_checks(contract, table).items():
         grouped.setdefault(check, []).extend(outs)
     checks = {}

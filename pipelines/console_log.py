@@ -7,6 +7,8 @@ import sys
 import dagster as dg
 from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
 
+from ssl_ops.escape import terminal
+
 
 class _AssetMessagesOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
@@ -19,12 +21,22 @@ class _AssetMessagesOnly(logging.Filter):
         return True
 
 
+class _TerminalSafe(logging.Formatter):
+    """Messages carry values from the data (batch names, paths, findings): control characters and bidi
+    overrides are shown escaped (ssl_ops.escape.terminal); a message's own line breaks are kept, its further
+    lines indented under it, so that no value can forge a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return "\n        ".join(terminal(line) for line in text.split("\n"))
+
+
 @dg.logger(config_schema={"log_level": dg.Field(str, is_required=False, default_value="INFO")},
            description="The assets' own messages on stdout, without Dagster's event stream.")
 def sslpipe_console(init_context) -> logging.Logger:
     logger = logging.Logger("sslpipe", level=init_context.logger_config["log_level"])
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_AssetMessagesOnly())
-    handler.setFormatter(logging.Formatter("    %(levelname)s %(message)s"))
+    handler.setFormatter(_TerminalSafe("    %(levelname)s %(message)s"))
     logger.addHandler(handler)
     return logger

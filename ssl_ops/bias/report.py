@@ -2,11 +2,13 @@
 
     report = bias_report("b1", manifest, reference, contract.bias, groups={"domain": (0.2, ())})
     report.flags  # {"group_representation": True, "attribute_drift": False, ...}
+    report.to_markdown()  # bias.md: every value from the data escaped (ssl_ops.escape)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
@@ -15,6 +17,7 @@ from data_contracts.contract import BiasRules
 from ssl_ops.bias.drift import Drift, categorical_drift, numeric_drift
 from ssl_ops.bias.near_duplicates import NearDuplicates, near_duplicates
 from ssl_ops.bias.representation import GroupShares, group_shares
+from ssl_ops.escape import md_code, md_text
 from ssl_ops.manifest import ATTR_PREFIX
 
 IMAGE_STATS = ("width", "height", "bytes", "brightness", "contrast")
@@ -40,15 +43,18 @@ class BiasReport:
                 "image_drift": any(d.drifted for d in self.image_drift),
                 "near_duplicates": self.near_duplicates.flagged}
 
-    def findings(self, check: str) -> str:
+    def findings(self, check: str, esc: Callable[[object], str] = str) -> str:
+        """One line on `check`; `esc` is applied to every value from the data (md_text for Markdown; the plain
+        text is escaped where it is shown, e.g. ssl_ops.escape.terminal)."""
         if check == "group_representation":
-            bad = [f"{g.attribute}={v} {g.shares[v]:.1%} < {g.min_share:.0%}" for g in self.groups for v in g.under]
+            bad = [f"{esc(g.attribute)}={esc(v)} {g.shares[v]:.1%} < {g.min_share:.0%}" for g in self.groups
+                   for v in g.under]
             return "; ".join(bad) or f"all {sum(len(g.shares) for g in self.groups)} group values at or above their minimum share"
         if check in ("attribute_drift", "image_drift"):
             ds = getattr(self, check)
             if not ds:
-                return next((n for n in self.notes if n.startswith("drift")), "not measured")
-            bad = [f"{d.feature} psi={d.psi:.3f} p={d.p_value:.2g}" for d in ds if d.drifted]
+                return esc(next((n for n in self.notes if n.startswith("drift")), "not measured"))
+            bad = [f"{esc(d.feature)} psi={d.psi:.3f} p={d.p_value:.2g}" for d in ds if d.drifted]
             return "; ".join(bad) or f"no drift in {len(ds)} feature(s) (max psi {max(d.psi for d in ds):.3f})"
         nd = self.near_duplicates
         flat = f"; {nd.flat_images} flat image(s) not compared" if nd.flat_images else ""
@@ -65,28 +71,29 @@ class BiasReport:
 
     def to_markdown(self) -> str:
         f = self.flags
-        lines = [f"# Bias report: batch `{self.batch}`", "",
+        refs = ", ".join(md_code(b) for b in self.reference_batches) or "none"
+        lines = [f"# Bias report: batch {md_code(self.batch)}", "",
                  f"{self.images} images; reference: {self.reference_images} images from "
-                 f"{len(self.reference_batches)} earlier batch(es) {self.reference_batches}.", "",
+                 f"{len(self.reference_batches)} earlier batch(es): {refs}.", "",
                  "| check | flagged | finding |", "|---|---|---|"]
-        lines += [f"| {c} | {'**yes**' if f[c] else 'no'} | {self.findings(c)} |" for c in f]
+        lines += [f"| {c} | {'**yes**' if f[c] else 'no'} | {self.findings(c, md_text)} |" for c in f]
         for g in self.groups:
-            lines += ["", f"## Group `{g.attribute}` (minimum share {g.min_share:.0%})", "",
+            lines += ["", f"## Group {md_code(g.attribute)} (minimum share {g.min_share:.0%})", "",
                       "| value | images | share |", "|---|---|---|"]
-            lines += [f"| {v}{' **(under)**' if v in g.under else ''} | {g.counts[v]} | {g.shares[v]:.1%} |"
+            lines += [f"| {md_text(v)}{' **(under)**' if v in g.under else ''} | {g.counts[v]} | {g.shares[v]:.1%} |"
                       for v in g.counts]
         drifts = self.attribute_drift + self.image_drift
         if drifts:
             lines += ["", "## Drift against the reference", "", "| feature | PSI | test | statistic | p-value | drifted |",
                       "|---|---|---|---|---|---|"]
-            lines += [f"| {d.feature} | {d.psi:.4f} | {d.test} | {d.statistic:.4g} | {d.p_value:.3g} | "
+            lines += [f"| {md_text(d.feature)} | {d.psi:.4f} | {d.test} | {d.statistic:.4g} | {d.p_value:.3g} | "
                       f"{'**yes**' if d.drifted else 'no'} |" for d in drifts]
         nd = self.near_duplicates
         lines += ["", f"## Near duplicates (pHash distance <= {nd.max_bits} bits)", ""]
-        lines += [f"- {len(c)} images: " + ", ".join(f"`{p}`" for p in c[:6]) + (" ..." if len(c) > 6 else "")
+        lines += [f"- {len(c)} images: " + ", ".join(md_code(p) for p in c[:6]) + (" ..." if len(c) > 6 else "")
                   for c in nd.clusters[:10]] or ["- none within the batch"]
-        lines += [f"- `{m['path']}` ~ `{m['matches']}` ({m['bits']} bits)" for m in nd.cross_batch[:10]]
-        lines += [""] + [f"> {n}" for n in self.notes]
+        lines += [f"- {md_code(m['path'])} ~ {md_code(m['matches'])} ({m['bits']} bits)" for m in nd.cross_batch[:10]]
+        lines += [""] + [f"> {md_text(n)}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
 

@@ -5,11 +5,13 @@
 
 Sections: what it is, the data it saw (and its digests), training, the probe table with its baselines (and
 the champion on the same split), the data-efficiency curve, per-group accuracy, health, the gate's decision
-with every check, and lineage.
+with every check, and lineage. Everything from the data (batch names, group names and values, paths, details
+that quote them) goes through ssl_ops.escape: md_text in tables and prose, md_code for code-style values.
 """
 
 from __future__ import annotations
 
+from ssl_ops.escape import md_code, md_text
 from ssl_ops.review.gate import GateDecision
 
 ROWS = (("model", "this model"), ("champion", "champion"), ("random_init", "random init (same architecture)"),
@@ -45,11 +47,12 @@ def group_tables(report: dict) -> str:
     out = []
     for col, g in report["model"]["groups"].items():
         champ = (report.get("champion") or {}).get("groups", {}).get(col)
-        lines = [f"**{col}** (linear probe; worst group `{g['worst_group']}`, gap {_pct(g['worst_group_gap'])} points)",
-                 "", "| " + col + " | n | this model |" + (" champion |" if champ else ""),
+        worst = md_code(g["worst_group"]) if g["worst_group"] else "(none)"
+        lines = [f"**{md_text(col)}** (linear probe; worst group {worst}, gap {_pct(g['worst_group_gap'])} points)",
+                 "", "| " + md_text(col) + " | n | this model |" + (" champion |" if champ else ""),
                  "|---|---|---|" + ("---|" if champ else "")]
         for value, acc in g["per_group"].items():
-            row = f"| {value or '(none)'} | {acc['n']} | {_pct(acc['accuracy'])} |"
+            row = f"| {md_text(value) if value else '(none)'} | {acc['n']} | {_pct(acc['accuracy'])} |"
             if champ:
                 c = champ["per_group"].get(value)
                 row += f" {_pct(c['accuracy']) if c else '-'} |"
@@ -64,20 +67,21 @@ def model_card(name: str, version: str | None, report: dict, decision: GateDecis
     h = report["health"]
     split = report["split"]
     verdict = "**promoted to champion**" if decision.passed else "**not promoted** (stays challenger)"
-    checks = "\n".join(f"- {'pass' if c['passed'] else 'FAIL'} `{c['name']}`: {c['detail']}" for c in decision.checks)
-    notes = "".join(f"\n- note: {n}" for n in decision.notes)
-    data = "\n".join(f"- `{b}`: shard index digest `{lineage['shard_index_digests'][b][:16]}`, manifest digest "
-                     f"`{(lineage['manifest_digests'].get(b) or '?')[:16]}`, contract {lineage['contracts'].get(b, '?')}"
-                     for b in lineage["batches"])
-    return f"""# {name} version {version or '(new)'}
+    checks = "\n".join(f"- {'pass' if c['passed'] else 'FAIL'} {md_code(c['name'])}: {md_code(c['detail'])}"
+                       for c in decision.checks)
+    notes = "".join(f"\n- note: {md_text(n)}" for n in decision.notes)
+    data = "\n".join(f"- {md_code(b)}: shard index digest {md_code(lineage['shard_index_digests'][b][:16])}, manifest "
+                     f"digest {md_code((lineage['manifest_digests'].get(b) or '?')[:16])}, contract "
+                     f"{md_code(lineage['contracts'].get(b, '?'))}" for b in lineage["batches"])
+    return f"""# {md_text(name)} version {md_text(version or '(new)')}
 
 A self-supervised image encoder: **{config['method']}** on a **{config['backbone']}** backbone
 ({'width ' + str(config['width']) + ', ' if config['backbone'].startswith('resnet') else ''}{config['image_size']} px input),
-returning {m['dim']}-dimensional embeddings. Load it with `mlflow.pyfunc.load_model("models:/{name}/{version}")`;
+returning {m['dim']}-dimensional embeddings. Load it with {md_code(f'mlflow.pyfunc.load_model("models:/{name}/{version}")')};
 `predict` takes a uint8 array of images `[N, H, W, C]` (any size; C = 1, 3 or 4) and returns float32 `[N, {m['dim']}]`.
 
 ## Gate decision: {verdict}
-Against the {decision.against}{f' (version {champion_version})' if champion_version else ''}, on `{decision.metric}`: {decision.summary}
+Against the {decision.against}{f' (version {champion_version})' if champion_version else ''}, on {md_code(decision.metric)}: {md_text(decision.summary)}
 
 {checks}{notes}
 
@@ -87,7 +91,7 @@ Against the {decision.against}{f' (version {champion_version})' if champion_vers
 
 {data}
 
-Evaluated on the labeled eval set `{lineage['eval_digest'][:16]}` ({len(report['classes'])} classes; probe split seed
+Evaluated on the labeled eval set {md_code(lineage['eval_digest'][:16])} ({len(report['classes'])} classes; probe split seed
 {split['seed']}: {split['n_train']} train / {split['n_test']} test images).
 
 ## Probes (accuracy, %)
@@ -107,11 +111,11 @@ of the probe's training split; below 100% each is the mean ± std of several see
 
 ## Training
 Final loss {training['final_loss']:.4f}; {training['images_per_s']:.0f} images/s on {training['device']}
-(world size {training['world']}), {training['wall_s']:.0f} s. Config: `{_compact(config)}`.
+(world size {training['world']}), {training['wall_s']:.0f} s. Config: {md_code(_compact(config))}.
 
 ## Lineage
-- MLflow run `{lineage.get('mlflow_run_id', '?')}`; Dagster run `{lineage.get('dagster_run_id', '?')}`
-- code version (git): `{lineage.get('git_sha', 'unknown')}`; training run key `{lineage.get('run_key', '?')}`
+- MLflow run {md_code(lineage.get('mlflow_run_id', '?'))}; Dagster run {md_code(lineage.get('dagster_run_id', '?'))}
+- code version (git): {md_code(lineage.get('git_sha', 'unknown'))}; training run key {md_code(lineage.get('run_key', '?'))}
 """
 
 

@@ -1,0 +1,30 @@
+"""What `sslpipe run` prints about a batch whose name and findings carry terminal control sequences: the run
+summary (_describe) and the console logger show them escaped, and a value cannot forge a line of its own."""
+
+import logging
+
+from pipelines.console_log import _TerminalSafe
+from pipelines.runner import FailedCheck, RunOutcome, _describe
+
+BATCH = "b\x1b[2J\x1b]0;pwned\x07\u202egpj.exe"
+FINDING = "domain=\x1b[32mok\x1b[0m 10.0% < 20%\r[global] ok: all good\nfake line"
+
+
+def test_describe_escapes_batch_names_findings_and_errors():
+    o = RunOutcome("ingest_batch", BATCH, "0123456789abcdef", False, ["raw_images"],
+                   [FailedCheck("bias_report", "group_representation", True, FINDING)], [f"step: bad \x9b31m{BATCH}"])
+    text = _describe(o)
+    assert not any(c in text for c in "\x1b\x07\r\x9b\u202e")
+    lines = text.split("\n")
+    assert len(lines) == 3 and all(line.startswith("[b\\x1b[2J") for line in lines)
+    assert "domain=\\x1b[32mok\\x1b[0m 10.0% < 20%\\r[global] ok: all good\\nfake line" in lines[1]
+    assert "\\u202egpj.exe" in lines[0]
+
+
+def test_console_messages_keep_their_lines_and_escape_the_rest():
+    fmt = _TerminalSafe("    %(levelname)s %(message)s")
+    rec = logging.LogRecord("sslpipe", logging.WARNING, __file__, 1, f"bias_report[{BATCH}] {FINDING}", (), None)
+    out = fmt.format(rec)
+    assert not any(c in out for c in "\x1b\x07\r\u202e")
+    first, second = out.split("\n")
+    assert first.startswith("    WARNING bias_report[b\\x1b[2J") and second == "        fake line"  # indented
