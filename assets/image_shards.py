@@ -1,4 +1,9 @@
-"""image_shards[batch]: WebDataset shards of the validated batch (ssl_ops.shards); the index digest is the data version."""
+"""image_shards[batch]: WebDataset shards of the validated batch (ssl_ops.shards); the index digest is the data version.
+
+It is also the repair: shards whose size or sha256 differ from the index, or an index that is not
+self-consistent (edited by hand), are rewritten from the landing files (deterministic: the same bytes as
+before the damage). `sslpipe verify` prints `sslpipe run --select image_shards --batches <batch>` for them.
+"""
 
 import time
 
@@ -32,7 +37,7 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
               description="Deterministic, atomic WebDataset tar shards of the accepted samples (original bytes + a "
                           ".json of attributes) with index.json (per shard: samples, bytes, sha256). Written only "
                           "when the batch passed its blocking checks; copies of eval images are left out and listed; "
-                          "unchanged input is not re-sharded.")
+                          "unchanged input is not re-sharded; damaged shards or a hand-edited index are rewritten.")
     def image_shards(context: dg.AssetExecutionContext, config: ShardRunConfig, home: PipelineHome) -> dg.MaterializeResult:
         h = home.paths()
         batch = context.partition_key

@@ -1,9 +1,23 @@
 """ssl_encoder: self-supervised pretraining (ssl_ops.train) on the shards of a window of accepted batches.
 
 Config comes from the `train:` section of `sslpipe run --config FILE` (the launchpad's defaults) and can be
-changed in the launchpad. The run is keyed by (train config, the window's shard index digests): the same key
-is not trained twice (the asset reuses the encoder), and a run that died is resumed from its checkpoint in
-models/<key>/, logging into the same MLflow run.
+changed in the launchpad.
+
+- Verified data: before training (or reusing), every shard of the window is checked against its index
+  (the index's own digest and counts, each shard's size and sha256, at about 1 GB/s); a
+  damaged one fails the asset naming the shard and the command that rebuilds it. While training, the loader
+  counts each shard's samples against the index and names a sample that does not decode.
+- The run key covers what was verified: (code version, train config, per batch its index digest and each
+  shard's name, sample count and sha256 as measured on disk). Training only ever starts on shards that match
+  their index, so an encoder under a key was trained on exactly those bytes: a rewritten shard with other
+  content gets another key and can never reuse an encoder trained on its damaged predecessor; rewritten
+  identical bytes (shards are deterministic) keep the key. CODE_VERSION 2: keys of encoders trained before
+  shards were verified are not reused.
+- One training per key: the train-or-reuse section holds a lock on models/<key>/.lock (ssl_ops.locks). A
+  second run of the same key waits (and logs why), then finds result.json and reuses the encoder, so two
+  processes never log into one MLflow run. The same key is not trained twice (the asset reuses the
+  encoder), and a run that died is resumed from its checkpoint in models/<key>/, logging into the same
+  MLflow run.
 """
 
 import dataclasses
@@ -19,10 +33,12 @@ from assets.gates import blocking_failures
 from assets.mlflow_tracking import MlflowTracking
 from assets.partitions import batches as batches_partitions
 from assets.resources import PipelineHome
-from ssl_ops.data import shard_urls
+from ssl_ops.data.loader import shard_entries
+from ssl_ops.locks import file_lock
+from ssl_ops.shards.verify import ShardDamaged, verify_batch
 from ssl_ops.train import ConfigError, ShardSource, TrainConfig, TrainingError, train
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: shards verified before training; the key holds each shard's sha256
 
 
 def train_run_config(defaults: dict | None) -> type[dg.Config]:
@@ -57,7 +73,8 @@ def train_run_config(defaults: dict | None) -> type[dg.Config]:
 
 
 def select_window(h, known: list[str], wanted: list[str], last: int) -> tuple[list[dict], list[str]]:
-    """-> ([{batch, index, digest, samples}] in arrival order, [skipped: why])."""
+    """-> ([{batch, index, digest, samples}] in arrival order, [skipped: why]). Not yet verified: see
+    verify_window."""
     unknown = [b for b in wanted if b not in known]
     if unknown:
         raise dg.Failure(f"ssl_encoder: unknown batch(es) {unknown} in the window; known: {known}")
@@ -80,8 +97,28 @@ def select_window(h, known: list[str], wanted: list[str], last: int) -> tuple[li
     return window, skipped
 
 
+def verify_window(h, window: list[dict]) -> list[dict]:
+    """Check every index and shard of the window (index digest and counts, shard size and sha256); add to each
+    entry `shards`: [[name, samples, sha256 measured on disk]]. Raises ShardDamaged naming each damaged shard
+    and the command that rebuilds its batch."""
+    damaged, out = [], []
+    for w in window:
+        c = verify_batch(Path(w["index"]).parent, batch=w["batch"], home=h.root)
+        if not c.ok:
+            damaged.append(c.describe())
+        else:
+            out.append({**w, "digest": c.digest, "samples": c.samples,
+                        "shards": [[s["name"], s["samples"], s["sha256"]] for s in c.shards]})
+    if damaged:
+        raise ShardDamaged("damaged shard data, not trained on: " + " | ".join(damaged))
+    return out
+
+
 def run_key(cfg: TrainConfig, window: list[dict]) -> str:
-    payload = {"code": CODE_VERSION, "train": cfg.to_dict(), "data": [(w["batch"], w["digest"]) for w in window]}
+    """The training's identity: code version, train config and, per batch, its index digest and every shard's
+    (name, samples, sha256) as verified on disk (window entries from verify_window)."""
+    payload = {"code": CODE_VERSION, "train": cfg.to_dict(),
+               "data": [(w["batch"], w["digest"], w["shards"]) for w in window]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -108,44 +145,58 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
         if not window:
             raise dg.Failure("ssl_encoder: no accepted batch has shards to train on; land images and run the "
                              "ingest_batch job (sslpipe run) first")
-        samples = sum(w["samples"] for w in window)
+        try:
+            window = verify_window(h, window)
+        except ShardDamaged as e:
+            raise dg.Failure(f"ssl_encoder: {e}") from None
         key = run_key(cfg, window)
         out = h.model_dir(key)
-        result_path = out / "result.json"
-        names = [w["batch"] for w in window]
-        if result_path.is_file() and (out / "encoder.pt").is_file():
-            result = json.loads(result_path.read_text())
-            context.log.info(f"ssl_encoder: reusing the encoder trained on the same data and config ({out})")
-            return _materialization(key, result, window, cfg, out, mlflow, reused=True)
-
-        run_id_path = out / "mlflow_run_id"
-        run = mlflow.resume_run(run_id_path.read_text().strip()) if run_id_path.is_file() else None
-        if run is None:
-            run = mlflow.start_run("ssl_encoder", tags={
-                "sslpipe.asset": "ssl_encoder", "sslpipe.run_key": key, "dagster.run_id": context.run_id,
-                "sslpipe.batches": ",".join(names), "sslpipe.method": cfg.method, "sslpipe.backbone": cfg.backbone})
-            out.mkdir(parents=True, exist_ok=True)
-            run_id_path.write_text(run.run_id)
-            run.log_params({**{k: json.dumps(v) if isinstance(v, dict) else v for k, v in cfg.to_dict().items()},
-                            "batches": ",".join(names), "samples": samples,
-                            "shard_index_digests": json.dumps({w["batch"]: w["digest"] for w in window})})
-        else:
-            context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
-        try:
-            result = _train_and_log(context, cfg, window, samples, out, run)
-        except TrainingError as e:
-            run.finish("FAILED")
-            raise dg.Failure(f"ssl_encoder: {e}") from None
-        except Exception:
-            run.finish("FAILED")
-            raise
-        except BaseException:  # interrupted (Ctrl-C, run terminated): resumable from the checkpoint
-            run.finish("KILLED")
-            raise
-        result_path.write_text(json.dumps(result, indent=1))  # last: its presence means "done, reusable"
-        return _materialization(key, result, window, cfg, out, mlflow, reused=False)
+        # one training per key: a second process waits here, then finds result.json and reuses the encoder
+        with file_lock(out / ".lock", what=f"training run {key}",
+                       on_wait=lambda msg: context.log.info(f"ssl_encoder: {msg}; then its encoder is reused "
+                                                            f"(or, if it failed, training resumes here)")):
+            return _train_or_reuse(context, cfg, window, key, out, mlflow)
 
     return ssl_encoder
+
+
+def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out: Path,
+                    mlflow: MlflowTracking) -> dg.MaterializeResult:
+    """Call with the lock on models/<key>/ held."""
+    samples = sum(w["samples"] for w in window)
+    result_path = out / "result.json"
+    names = [w["batch"] for w in window]
+    if result_path.is_file() and (out / "encoder.pt").is_file():
+        result = json.loads(result_path.read_text())
+        context.log.info(f"ssl_encoder: reusing the encoder trained on the same data and config ({out})")
+        return _materialization(key, result, window, cfg, out, mlflow, reused=True)
+
+    run_id_path = out / "mlflow_run_id"
+    run = mlflow.resume_run(run_id_path.read_text().strip()) if run_id_path.is_file() else None
+    if run is None:
+        run = mlflow.start_run("ssl_encoder", tags={
+            "sslpipe.asset": "ssl_encoder", "sslpipe.run_key": key, "dagster.run_id": context.run_id,
+            "sslpipe.batches": ",".join(names), "sslpipe.method": cfg.method, "sslpipe.backbone": cfg.backbone})
+        out.mkdir(parents=True, exist_ok=True)
+        run_id_path.write_text(run.run_id)
+        run.log_params({**{k: json.dumps(v) if isinstance(v, dict) else v for k, v in cfg.to_dict().items()},
+                        "batches": ",".join(names), "samples": samples,
+                        "shard_index_digests": json.dumps({w["batch"]: w["digest"] for w in window})})
+    else:
+        context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
+    try:
+        result = _train_and_log(context, cfg, window, samples, out, run)
+    except (TrainingError, ShardDamaged) as e:
+        run.finish("FAILED")
+        raise dg.Failure(f"ssl_encoder: {e}") from None
+    except Exception:
+        run.finish("FAILED")
+        raise
+    except BaseException:  # interrupted (Ctrl-C, run terminated): resumable from the checkpoint
+        run.finish("KILLED")
+        raise
+    result_path.write_text(json.dumps(result, indent=1))  # last: its presence means "done, reusable"
+    return _materialization(key, result, window, cfg, out, mlflow, reused=False)
 
 
 def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, out: Path, run) -> dict:
@@ -163,9 +214,9 @@ def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, 
             context.log.info(f"ssl_encoder: step {step + 1}/{total} loss {metrics['loss']:.4f} "
                              f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s")
 
-    urls = shard_urls([Path(w["index"]) for w in window])
-    res = train(cfg, ShardSource(urls, cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed), out,
-                num_samples=samples, callback=on_step)
+    entries = shard_entries([Path(w["index"]) for w in window])
+    res = train(cfg, ShardSource([u for u, _ in entries], cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed,
+                                 expected=dict(entries)), out, num_samples=samples, callback=on_step)
     run.flush()
     if res.resumed_from is not None:  # steps logged to the file before the kill but never flushed to MLflow
         logged = run.logged_steps("loss")
@@ -173,7 +224,7 @@ def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, 
             if row["step"] not in logged:
                 run.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
     result = {**res.to_dict(), "mlflow_run_id": run.run_id, "mlflow_experiment_id": run.experiment_id,
-              "mlflow_url": run.url}
+              "mlflow_url": run.url, "verified_shards": {w["batch"]: w["shards"] for w in window}}
     run.log_metrics({"final_loss": res.final_loss, "images_per_s_mean": res.images_per_s,
                      "views_per_s_mean": res.views_per_s, "data_wait_share_mean": res.data_wait_share,
                      **{f"final_{k}": v for k, v in res.health.items()}}, step=res.steps)

@@ -1,7 +1,9 @@
 """WebDataset loading of training shards, distributed-aware and seeded.
 
-    urls = shard_urls([Path(".sslpipe/shards/b1/index.json"), ...])
-    for images in make_loader(urls, LoaderConfig(image_size=32, batch_size=256), rank=0, world=1, steps=100):
+    entries = shard_entries([Path(".sslpipe/shards/b1/index.json"), ...])  # [(url, samples)]
+    urls = [u for u, _ in entries]
+    for images in make_loader(urls, LoaderConfig(image_size=32, batch_size=256), rank=0, world=1, steps=100,
+                              expected=dict(entries)):
         images  # [B, 3, 32, 32] uint8, on the CPU; augmentation happens on the training device
 
 - Explicit splitters: shards go to ranks as urls[rank::world], then to DataLoader workers as
@@ -11,6 +13,12 @@
   shards, else a clear error.
 - Resampled mode (steps=N): shards are drawn with replacement, forever, and exactly N batches come out.
 - Every image is decoded to RGB, its shorter side resized to image_size and centre-cropped: any size works.
+- Integrity while reading: each shard's samples are counted against the count its index gives (`expected`,
+  from shard_entries), and a tar that ends early, holds fewer samples or cannot be parsed past some member is
+  an error naming the shard (webdataset itself stops silently at a damaged tar header); an image that does
+  not decode is an error naming the shard and the sample. Both are ShardDamaged, raised in the training
+  process too when a DataLoader worker hits them (the message survives the worker's re-raise). Verify the
+  shards' sha256 before training (ssl_ops.shards.verify.require_intact): this catches what slips past that.
 - URLs: local paths, WebDataset's own schemes (http, pipe:, gs, ...) and any fsspec URL (s3://, gs://, az://,
   memory://, ...; the filesystem's fsspec package must be installed), for the index files and the shards.
 """
@@ -18,8 +26,10 @@
 from __future__ import annotations
 
 import io
-import random
 import json
+import random
+import re
+import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +39,7 @@ import torch
 from PIL import Image
 
 from ssl_ops.pixels import to_8bit
+from ssl_ops.shards.verify import ShardDamaged
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tiff", "ppm", "tga", "ico")
 
@@ -46,9 +57,10 @@ def _is_url(p) -> bool:
     return isinstance(p, str) and "://" in p and not p.startswith("file://")
 
 
-def shard_urls(index_paths: list[Path | str]) -> list[str]:
-    """The shard paths (or URLs) listed by ssl_ops.shards index.json files (paths or fsspec URLs), in order."""
-    urls = []
+def shard_entries(index_paths: list[Path | str]) -> list[tuple[str, int]]:
+    """(shard path or URL, samples the index says it holds) for ssl_ops.shards index.json files (paths or
+    fsspec URLs), in order. The counts go to make_loader(expected=dict(entries))."""
+    out = []
     for p in index_paths:
         if _is_url(p):
             import fsspec
@@ -56,11 +68,16 @@ def shard_urls(index_paths: list[Path | str]) -> list[str]:
             with fsspec.open(p, "rt") as f:
                 index = json.load(f)
             base = p.rsplit("/", 1)[0]
-            urls += [f"{base}/{s['name']}" for s in index["shards"]]
+            out += [(f"{base}/{s['name']}", s["samples"]) for s in index["shards"]]
         else:
             index = json.loads(Path(p).read_text())
-            urls += [str(Path(p).parent / s["name"]) for s in index["shards"]]
-    return urls
+            out += [(str(Path(p).parent / s["name"]), s["samples"]) for s in index["shards"]]
+    return out
+
+
+def shard_urls(index_paths: list[Path | str]) -> list[str]:
+    """The shard paths (or URLs) listed by ssl_ops.shards index.json files (paths or fsspec URLs), in order."""
+    return [u for u, _ in shard_entries(index_paths)]
 
 
 def _open_fsspec(url, mode="rb", bufsize=8192, **kw):
@@ -96,8 +113,74 @@ def decode_image(data: bytes, size: int) -> torch.Tensor:
 def _to_image(sample: dict, size: int) -> torch.Tensor:
     for k in IMAGE_KEYS:
         if k in sample:
-            return decode_image(sample[k], size)
-    raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} holds no image ({sorted(sample)})")
+            try:
+                return decode_image(sample[k], size)
+            except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken data
+                raise ShardDamaged(f"shard {sample.get('__url__')}: sample {sample.get('__key__')} (.{k}) does not "
+                                   f"decode ({type(e).__name__}: {e}); verify the shards (sslpipe verify) and "
+                                   f"rebuild the batch's shards") from e
+    raise ShardDamaged(f"shard {sample.get('__url__')}: sample {sample.get('__key__')} holds no image "
+                       f"({sorted(k for k in sample if not k.startswith('__'))})")
+
+
+def worker_message(e: BaseException) -> str:
+    """The message of an error as its DataLoader worker raised it: torch re-raises it in the training process
+    as `type(e)("Caught X in DataLoader worker process N.\nOriginal Traceback ...\nmodule.X: message")`."""
+    text = str(e)
+    if not text.startswith("Caught "):
+        return text
+    marker = f"{type(e).__name__}: "
+    at = text.rfind(marker)
+    return text[at + len(marker):].strip() if at >= 0 else text
+
+
+_MEMBER = re.compile(r"^((?:.*/|)[^./]+)[.]([^/]*)$")  # <key>.<ext>, key up to the first dot (webdataset's rule)
+
+
+def read_shard_samples(url: str, expected: int | None = None):
+    """Samples {"__key__", "__url__", ext: bytes} of one tar shard, in order; ShardDamaged naming the shard when
+    the tar cannot be parsed, ends early, holds data after a damaged header, or holds other than `expected`
+    samples. Local paths and every URL webdataset.gopen opens."""
+    from webdataset.gopen import gopen
+
+    count, current = 0, None
+    try:
+        stream = gopen(url, "rb")
+    except Exception as e:
+        raise ShardDamaged(f"shard {url} cannot be opened ({type(e).__name__}: {e})") from e
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|")
+        for m in tar:
+            if not m.isfile():
+                continue
+            match = _MEMBER.match(m.name)
+            if match is None:
+                raise ShardDamaged(f"shard {url}: member {m.name!r} is not <key>.<ext> (after {count} samples)")
+            key, ext = match.groups()
+            if current is not None and current["__key__"] != key:  # the previous sample is whole
+                yield current
+                count += 1
+                current = None
+            if current is None:
+                current = {"__key__": key, "__url__": url}
+            current[ext.lower()] = tar.extractfile(m).read()
+        if current is not None:
+            yield current
+            count += 1
+            current = None
+        # after the end-of-archive blocks a tar holds only zeros; anything else follows a header that did not
+        # parse, where tarfile stops without a word
+        while block := tar.fileobj.read(1 << 16):
+            if block.strip(b"\0"):
+                raise ShardDamaged(f"shard {url}: a tar header after sample {count} does not parse; the rest of "
+                                   f"the shard is unreadable")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ShardDamaged(f"shard {url} cannot be read past sample {count} ({type(e).__name__}: {e}): "
+                           f"truncated or damaged") from e
+    finally:
+        stream.close()
+    if expected is not None and count != expected:
+        raise ShardDamaged(f"shard {url} holds {count} samples, its index says {expected}: truncated or damaged")
 
 
 def _worker() -> tuple[int, int]:
@@ -106,10 +189,12 @@ def _worker() -> tuple[int, int]:
 
 
 def make_loader(urls: list[str], cfg: LoaderConfig, rank: int = 0, world: int = 1, steps: int | None = None,
-                epoch: int = 0) -> torch.utils.data.DataLoader:
+                epoch: int = 0, expected: dict[str, int] | None = None) -> torch.utils.data.DataLoader:
     """A DataLoader of [batch_size, 3, S, S] uint8 batches (last partial batch dropped).
 
     steps=None: one epoch of this rank's shards; steps=N: resampled, exactly N batches.
+    expected: url -> samples the shard holds (dict(shard_entries(...))); a shard read whole with another
+    count is an error. Without it, only a tar that cannot be parsed is.
     """
     import webdataset as wds
 
@@ -137,8 +222,14 @@ def make_loader(urls: list[str], cfg: LoaderConfig, rank: int = 0, world: int = 
         while True:
             yield {"url": rng.choice(urls)}
 
+    counts = dict(expected or {})
+
+    def samples(src):
+        for item in src:
+            yield from read_shard_samples(item["url"], counts.get(item["url"]))
+
     w_rng_seed = f"{seed}/{rank}"
-    stages = [resampled_shards if steps is not None else epoch_shards, wds.tarfile_to_samples()]
+    stages = [resampled_shards if steps is not None else epoch_shards, samples]
     if cfg.shuffle_buffer:
         stages.append(wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 500),
                                   rng=random.Random(w_rng_seed)))

@@ -11,7 +11,12 @@ Each sample is `<sample_id>.<ext>` (the original encoded bytes, never re-encoded
   and leaves the previous shards and index as they were.
 - Indexed: index.json lists per shard its samples, bytes and sha256; its `digest` is the data
   version. When the index already on disk was built from the same input (`input_digest`) and its
-  shards are intact, nothing is rewritten.
+  shards are intact (size, sha256, and an index that is self-consistent), nothing is rewritten; a damaged
+  shard or a hand-edited index is rebuilt from the landing files.
+- One writer per folder: the batch's shard folder is locked (ssl_ops.locks, shards/.<batch>.lock) while it
+  is written or checked for reuse. Holding
+  the lock, the writer first removes hidden `.*.tmp` files there: they can only be left by a writer that
+  was killed or ran out of disk, and would otherwise stay forever.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ssl_ops.locks import file_lock
 from ssl_ops.manifest import ATTR_PREFIX
 from ssl_ops.shards.tar import ShardTar
+from ssl_ops.shards.verify import file_sha256 as _file_sha256
+from ssl_ops.shards.verify import index_problems
 
 INDEX_VERSION = 1
 SHARD_PATTERN = "shard-%06d.tar"
@@ -112,18 +120,27 @@ class _HashingFile:
         self.f.close()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _intact(index: ShardIndex, out_dir: Path) -> bool:
-    """Every shard the index names is on disk with its size and sha256 (a damaged shard is rewritten)."""
+    """The index is self-consistent (digest, sample counts) and every shard it names is on disk with its size
+    and sha256 (a damaged shard, or an edited index, is rewritten)."""
+    if index_problems({"batch": index.batch, "shards": index.shards, "samples": index.samples, "digest": index.digest}):
+        return False
     return all((out_dir / s["name"]).is_file() and (out_dir / s["name"]).stat().st_size == s["bytes"]
                and _file_sha256(out_dir / s["name"]) == s["sha256"] for s in index.shards)
+
+
+def lock_path(out_dir: Path) -> Path:
+    """The lock of a batch's shard folder: beside it (shards/.<batch>.lock), so the folder holds only shards."""
+    return out_dir.parent / f".{out_dir.name}.lock"
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[Path]:
+    """Remove the hidden `.*.tmp` files of a dead writer. Call only while holding the folder's lock."""
+    gone = []
+    for p in out_dir.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
 
 
 def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: ShardConfig = ShardConfig(),
@@ -153,13 +170,28 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
         h.update(b"\n")
     input_digest = h.hexdigest()
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock_path(out_dir), what=f"writing the shards of batch {batch!r}"):
+        remove_stale_temporaries(out_dir)
+        return _write(batch_dir, out_dir, batch, rows, order, metas, n, input_digest, config, exclude, progress)
+
+
+def _load_valid(path: Path) -> ShardIndex | None:
+    try:
+        return load_index(path)
+    except (ValueError, TypeError):  # unparsable or hand-edited beyond recognition: rewrite
+        return None
+
+
+def _write(batch_dir: Path, out_dir: Path, batch: str, rows: dict, order, metas: list[bytes], n: int, input_digest: str,
+           config: ShardConfig, exclude: list[dict], progress) -> ShardIndex:
     index_path = out_dir / "index.json"
-    old = load_index(index_path)
-    if old is not None and old.input_digest == input_digest and _intact(old, out_dir):
+    old = _load_valid(index_path)
+    if (old is not None and old.input_digest == input_digest and old.excluded == json.loads(_JSON.encode(exclude))
+            and old.config == asdict(config) and _intact(old, out_dir)):
         old.reused = True
         return old
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     shards: list[dict] = []
     staged: list = []  # temporary paths, renamed into place only when every shard is whole
     writer = hf = None

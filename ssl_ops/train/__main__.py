@@ -6,6 +6,10 @@
 --config: a JSON or YAML mapping of TrainConfig keys (or one with a `train:` section). Rank 0 prints a
 progress line every --print-every steps and, at the end, the TrainResult as JSON on the last line.
 Running it again on the same --out resumes from the checkpoint there.
+
+Before training, every index is checked for consistency and every shard's size and sha256 against it
+(ssl_ops.shards.verify); a damaged one stops the run (exit 1) naming the shard and how to rebuild it. While
+training, each shard's samples are counted against its index and a sample that does not decode is named.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from ssl_ops.data import shard_urls
+    from ssl_ops.data.loader import shard_entries
+    from ssl_ops.shards.verify import ShardDamaged, require_intact
     from ssl_ops.train import ConfigError, ShardSource, TrainConfig, TrainingError, train
     from ssl_ops.train.distributed import init_from_env
 
@@ -38,11 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         missing = [p for p in a.index if "://" not in p and not Path(p).is_file()]
         if missing:
             raise ConfigError(f"no shard index at {', '.join(missing)}")
-        urls = shard_urls(a.index)
+        local = [p for p in a.index if "://" not in p]
+        entries = shard_entries(a.index)
         samples = sum(_samples(p) for p in a.index)
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        require_intact(local)  # fsspec URLs: counted while reading (no local sha256 pass)
+    except ShardDamaged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     import torch
 
     info = init_from_env("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
@@ -53,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"data wait {m['data_wait_share']:.0%}", flush=True)
 
     try:
-        source = ShardSource(urls, cfg.image_size, cfg.batch_size // info.world, cfg.workers, cfg.seed,
-                             info.rank, info.world)
+        source = ShardSource([u for u, _ in entries], cfg.image_size, cfg.batch_size // info.world, cfg.workers,
+                             cfg.seed, info.rank, info.world, expected=dict(entries))
         res = train(cfg, source, a.out, num_samples=samples or None, callback=show)
-    except TrainingError as e:
+    except (TrainingError, ShardDamaged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if info.is_main:
