@@ -42,10 +42,16 @@ class Registry:
             return False
 
     def ensure(self) -> None:
+        from mlflow.exceptions import MlflowException
+
         if not self.exists():
-            self.client.create_registered_model(
-                self.name, description="Self-supervised image encoders from the sslpipe Dagster graph. Alias "
-                                       "`champion`: the one in use; `challenger`: the latest registered.")
+            try:
+                self.client.create_registered_model(
+                    self.name, description="Self-supervised image encoders from the sslpipe Dagster graph. Alias "
+                                           "`champion`: the one in use; `challenger`: the latest registered.")
+            except MlflowException:  # another process sharing the store created it a moment ago
+                if not self.exists():
+                    raise
 
     def alias(self, alias: str):
         from mlflow.exceptions import MlflowException

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ssl_ops.locks import file_lock
+
 
 @contextlib.contextmanager
 def quiet_mlflow():
@@ -89,6 +91,28 @@ class MlflowRun:
         self.client.set_terminated(self.run_id, status)
 
 
+_READY_STORES: set[str] = set()  # SQLite stores this process has seen created
+
+
+def _create_sqlite_store(make_client, db: Path):
+    """make_client(), with the SQLite store's tables created (migrated) once, one process at a time.
+
+    MLflow creates the tables of a new SQLite database, and runs its alembic migrations over them, when a
+    client is made (the tracking store) and when the registry is first used (the registry store); two
+    processes doing that at once on one new database fail ("duplicate column name: step", "table ... already
+    exists"). So this process's first client of a store is made, and both stores touched, under a lock
+    beside the database (mlflow.db.lock); once created, later clients only read the schema."""
+    key = str(db.resolve())
+    if key in _READY_STORES:
+        return make_client()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(db.with_name(db.name + ".lock"), what=f"creating the MLflow store {db}"), quiet_mlflow():
+        client = make_client()  # the tracking store: creates and migrates its tables
+        client.search_registered_models(max_results=1)  # the model registry store, the same way
+    _READY_STORES.add(key)
+    return client
+
+
 class MlflowTracking(dg.ConfigurableResource):
     """Where runs go: a tracking URI (SQLite file by default), an artifact folder, an experiment name."""
 
@@ -102,12 +126,16 @@ class MlflowTracking(dg.ConfigurableResource):
     def client(self):
         from mlflow.tracking import MlflowClient
 
+        def make():  # the registry too: otherwise it follows a process-wide mlflow.set_registry_uri (another store)
+            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
         if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        # the registry too: otherwise it follows a process-wide mlflow.set_registry_uri (another store)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            return _create_sqlite_store(make, Path(self.tracking_uri[len("sqlite:///"):]))
+        return make()
 
     def experiment_id(self, client) -> str:
+        from mlflow.exceptions import MlflowException
+
         exp = client.get_experiment_by_name(self.experiment)
         if exp is not None:
             return exp.experiment_id
@@ -115,7 +143,13 @@ class MlflowTracking(dg.ConfigurableResource):
         if self.artifact_root:
             root = self.artifact_root
             location = root if "://" in root else Path(root).resolve().as_uri()
-        return client.create_experiment(self.experiment, artifact_location=location)
+        try:
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except MlflowException:  # another process sharing the store created it a moment ago
+            exp = client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
     def start_run(self, run_name: str, tags: dict | None = None) -> MlflowRun:
         client = self.client()
@@ -139,7 +173,7 @@ class MlflowTracking(dg.ConfigurableResource):
         """Point MLflow's fluent API (mlflow.log_model, mlflow.log_input, ...) at this store."""
         import mlflow
 
-        self.client()  # creates a SQLite store's folder
+        self.client()  # creates a SQLite store (its folder and tables) under its lock
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
 

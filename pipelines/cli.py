@@ -2,9 +2,14 @@
 
     sslpipe demo [--home DIR]                         write the embedded digits dataset and run the graph
     sslpipe run [--home DIR] [--landing DIR] [--eval DIR] [--config FILE] [--select a,b,c] [--batches x,y]
+    sslpipe verify [--home DIR] [--config FILE] [--batches x,y] [--quick]
+                                                      check manifests, shard indexes and shards; exit 0 when
+                                                      all is intact, 1 when something is damaged (each named,
+                                                      with the command that rebuilds it), 2 for bad arguments
 
 Exit status: 0 when every run succeeded and no blocking check failed; 1 when a blocking check or a
-step failed (each named, with why); 2 for bad arguments or settings.
+step failed (each named, with why) or the disk is full (one line: where, and how much is free); 2 for bad
+arguments or settings.
 """
 
 from __future__ import annotations
@@ -47,6 +52,42 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     return 0
 
 
+def _verify(a: argparse.Namespace) -> int:
+    """Check a home's manifests, shard indexes and shards (ssl_ops.shards.verify_home); print one line per
+    damaged item with the command that rebuilds it, then a summary. 0: all intact, 1: damage, 2: bad arguments."""
+    from dataclasses import asdict
+
+    from pipelines.settings import Settings
+    from ssl_ops.escape import terminal
+    from ssl_ops.shards import ShardConfig
+    from ssl_ops.shards.verify_home import home_batches, verify_home
+
+    s = Settings.from_env(home=a.home).with_config_file(a.config)  # bad file or keys: SettingsError, exit 2
+    home = s.home
+    shard_config = asdict(ShardConfig(**(s.shards or {})))
+    if not home.root.is_dir():
+        print(f"sslpipe verify: no home at {terminal(home.root)}", file=sys.stderr)
+        return 2
+    known = home_batches(home)
+    wanted = [b for b in (a.batches or "").split(",") if b] or None
+    unknown = [b for b in wanted or [] if b not in known]
+    if unknown:
+        print(f"sslpipe verify: unknown batch(es) {', '.join(map(terminal, unknown))}; the home holds "
+              f"{', '.join(map(terminal, known)) or 'none'}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    rep = verify_home(home, wanted, full=not a.quick, config_file=s.config_file, shard_config=shard_config)
+    for d in rep.damaged:
+        print(f"DAMAGED [{terminal(d.batch)}] {terminal(d.path)}: {terminal(d.what)}\n    rebuild: {terminal(d.rebuild)}")
+        if d.note:
+            print(f"    note: {terminal(d.note)}")
+    mode = "quick: indexes, sizes, sha256" if a.quick else "full: every member read back and decoded"
+    print(f"verified {len(rep.batches)} batch(es), {rep.shards} shard(s), {rep.samples} sample(s) in "
+          f"{terminal(rep.home)} ({mode}) in {time.time() - t0:.1f}s: "
+          + ("all intact" if rep.ok else f"{len(rep.damaged)} damaged item(s)"))
+    return 0 if rep.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sslpipe", description="Self-supervised pretraining pipeline on Dagster.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,9 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--home", help="state folder (default $SSLPIPE_HOME or ./.sslpipe)")
     demo.add_argument("--config", help="YAML config, as for run")
     demo.add_argument("-v", "--verbose", action="store_true")
+    ver = sub.add_parser("verify", help="check every manifest, shard index and shard of a home; says how to "
+                                        "rebuild what is damaged (exit 0: intact, 1: damaged, 2: bad arguments)")
+    ver.add_argument("--home", help="state folder (default $SSLPIPE_HOME or ./.sslpipe)")
+    ver.add_argument("--batches", help="comma-separated batch names (default: every batch in the home)")
+    ver.add_argument("--config", help="the YAML config the home is run with (its shard settings), named in the "
+                                      "rebuild commands")
+    ver.add_argument("--quick", action="store_true",
+                     help="indexes, sizes and sha256 only; skip reading back and decoding every member")
     a = p.parse_args(argv)
+    if a.command == "verify":
+        from pipelines.settings import SettingsError
+
+        from ssl_ops.escape import terminal
+
+        try:
+            return _verify(a)
+        except SettingsError as e:
+            print(f"sslpipe verify: {terminal(str(e))}", file=sys.stderr)
+            return 2
     from data_contracts import ContractError
     from pipelines.settings import SettingsError
+    from ssl_ops.diskfull import DiskFull
 
     try:
         s = _settings(a)
@@ -79,6 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ContractError, FileNotFoundError) as e:
         print(f"sslpipe: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk: one line that says where and how much; the traceback only with -v
+        from ssl_ops.diskfull import is_disk_full, path_in_error
+        from ssl_ops.escape import terminal
+
+        if not is_disk_full(e):
+            raise
+        full = e if isinstance(e, DiskFull) else DiskFull.at(path_in_error(e) or a.home or ".")
+        if a.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"sslpipe: {terminal(str(full))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

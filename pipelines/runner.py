@@ -8,19 +8,31 @@ order (so duplicates are checked against earlier batches), then the eval set's l
 final shards, and last the encoder's pretraining on the accepted batches, its probes and its registration
 (unless that check failed). Runs are
 recorded in the instance, so they show in `dagster dev`. Failed checks are collected with their reason.
+
+Several `sslpipe run`s may share a home: batch registration is idempotent under a lock. Each run is tagged
+with the process executing it (sslpipe/pid, sslpipe/host), so that the next `sslpipe run` marks FAILED the
+runs whose process is gone. A full disk, in a step or as Dagster writes its event log, ends everything with
+DiskFull (ssl_ops.diskfull): one line saying where and how much is free, and the run recorded as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import dagster as dg
 
 from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches
+from assets.partitions import add_batches
 from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, TRAIN_JOB, build_definitions
 from pipelines.sensors import landing_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance
+from ssl_ops.diskfull import DiskFull, is_disk_full, path_in_error
 
 ALL_ASSETS = BATCH_ASSETS + GLOBAL_ASSETS + TRAIN_ASSETS
 
@@ -63,10 +75,8 @@ def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Cal
     found, skipped = landing_batches(settings.home.landing)
     for name, why in skipped.items():
         echo(f"skipping landing/{name}: {why}")
-    known = list(instance.get_dynamic_partitions(batches.name))
-    new = [b for b in found if b not in known]
+    new = add_batches(instance, found, settings.home.dagster_home / ".partitions.lock")
     if new:
-        instance.add_dynamic_partitions(batches.name, new)
         echo(f"registered {len(new)} new batch(es): {', '.join(new)}")
     present = set(found)
     return [b for b in instance.get_dynamic_partitions(batches.name) if b in present]
@@ -105,9 +115,28 @@ def _outcome(job: str, partition: str | None, result) -> RunOutcome:
 
 def run_pipeline(settings: Settings, select: str | list[str] | None = None, only_batches: list[str] | None = None,
                  echo: Callable[[str], None] = print, log_level: str = "INFO") -> list[RunOutcome]:
+    """Raises DiskFull (one line: what, where, how much is free) when the disk fills, wherever that happens."""
     selected = parse_selection(select)
     settings.export()
+    reserve = SpaceReserve(settings.home.dagster_home)
+    try:
+        return _run_pipeline(settings, selected, only_batches, echo, log_level, reserve)
+    except DiskFull:
+        raise
+    except Exception as e:
+        if is_disk_full(e, settings.home.root):
+            raise DiskFull.at(path_in_error(e) or settings.home.dagster_home) from e
+        raise
+    finally:
+        reserve.release()
+
+
+def _run_pipeline(settings: Settings, selected: list[str], only_batches: list[str] | None,
+                  echo: Callable[[str], None], log_level: str, reserve: "SpaceReserve") -> list[RunOutcome]:
     instance = prepare_instance(settings)
+    fail_orphaned_runs(instance, echo)
+    SpaceReserve.remove_orphans(settings.home.dagster_home)
+    reserve.take()
     present = register_batches(settings, instance, echo)
     if only_batches:
         missing = [b for b in only_batches if b not in present]
@@ -124,8 +153,7 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
         echo(f"[global] running {', '.join(k.to_user_string() for k in glob_sel)}")
         # the job's own selection (no asset_selection here: that would bring in every check of eval_images,
         # the leakage check too, which must wait for the final shards)
-        r = defs.resolve_job_def(EVAL_JOB).execute_in_process(run_config=run_config, instance=instance,
-                                                              raise_on_error=False, tags={"sslpipe/command": "run"})
+        r = _execute(defs.resolve_job_def(EVAL_JOB), settings, instance, reserve, run_config=run_config)
         outcomes.append(_outcome(EVAL_JOB, None, r))
         echo(_describe(outcomes[-1]))
     batch_sel = [dg.AssetKey(a) for a in BATCH_ASSETS if a in selected]
@@ -135,15 +163,13 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
         job = defs.resolve_job_def(BATCH_JOB)
         for b in present:
             echo(f"[{b}] running {', '.join(k.to_user_string() for k in batch_sel)}")
-            r = job.execute_in_process(run_config=run_config, instance=instance, partition_key=b,
-                                       asset_selection=batch_sel, raise_on_error=False,
-                                       tags={"sslpipe/command": "run"})
+            r = _execute(job, settings, instance, reserve, run_config=run_config, partition_key=b,
+                         asset_selection=batch_sel)
             outcomes.append(_outcome(BATCH_JOB, b, r))
             echo(_describe(outcomes[-1]))
     if "eval_images" in selected and LEAKAGE_JOB in {j.name for j in defs.jobs}:
         echo("[global] checking the eval set against every training shard")
-        r = defs.resolve_job_def(LEAKAGE_JOB).execute_in_process(run_config=run_config, instance=instance,
-                                                                 raise_on_error=False, tags={"sslpipe/command": "run"})
+        r = _execute(defs.resolve_job_def(LEAKAGE_JOB), settings, instance, reserve, run_config=run_config)
         outcomes.append(_outcome(LEAKAGE_JOB, None, r))
         echo(_describe(outcomes[-1]))
     train_sel = [dg.AssetKey(a) for a in TRAIN_ASSETS if a in selected]
@@ -153,18 +179,199 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
             echo("[global] not training: the eval set's leakage check failed (see above)")
         else:
             echo(f"[global] running {', '.join(k.to_user_string() for k in train_sel)} (pretrain, probe, register)")
-            r = defs.resolve_job_def(TRAIN_JOB).execute_in_process(run_config=run_config, instance=instance,
-                                                                   asset_selection=train_sel, raise_on_error=False,
-                                                                   tags={"sslpipe/command": "run"})
+            r = _execute(defs.resolve_job_def(TRAIN_JOB), settings, instance, reserve, run_config=run_config,
+                         asset_selection=train_sel)
             outcomes.append(_outcome(TRAIN_JOB, None, r))
             echo(_describe(outcomes[-1]))
     return outcomes
 
 
+# Runs launched here carry the process that executes them, so that a later `sslpipe run` can tell a run whose
+# process is gone (killed, out of memory, a machine restart) from one still going.
+PID_TAG, HOST_TAG, START_TAG = "sslpipe/pid", "sslpipe/host", "sslpipe/pid_start"
+_UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def _process_start(pid: int) -> str:
+    """When the process started (clock ticks since boot, from /proc), to tell it from a later one given the
+    same pid; "" where /proc is not there."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return not start or _process_start(pid) in ("", start)
+
+
+def launch_tags() -> dict[str, str]:
+    pid = os.getpid()
+    return {"sslpipe/command": "run", PID_TAG: str(pid), HOST_TAG: socket.gethostname(),
+            START_TAG: _process_start(pid)}
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
+    """Mark FAILED the runs that `sslpipe run` started on this host whose process is gone; -> their run ids.
+
+    A run executed in-process stays STARTED forever when its process dies (SIGKILL, out of memory, power) or
+    when an error outside any step escapes execute_in_process (a full disk as Dagster writes its event log).
+    Dagster's own run monitoring would notice, but it runs in the dagster-daemon and watches runs started
+    through a run launcher; the embedded default runs no daemon and `sslpipe run` launches nothing, so it
+    would never look. Runs of other hosts, or of another tool, are left alone: their process cannot be
+    checked from here."""
+    host, failed = socket.gethostname(), []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)):
+        pid = run.tags.get(PID_TAG)
+        if not pid or not pid.isdigit() or run.tags.get(HOST_TAG) != host:
+            continue
+        if run.parent_run_id is not None:  # a re-execution from the UI may copy the tags; its process is another
+            continue
+        if _alive(int(pid), run.tags.get(START_TAG, "")):
+            continue
+        where = f" [{run.tags['dagster/partition']}]" if "dagster/partition" in run.tags else ""
+        if _mark_failed(instance, run.run_id, f"sslpipe: the process that ran it (pid {pid} on {host}) is gone: it "
+                                              "was killed or crashed; marked failed by a later `sslpipe run`"):
+            echo(f"marked run {run.run_id[:8]} ({run.job_name}{where}) FAILED: its process (pid {pid}) is gone")
+            failed.append(run.run_id)
+    return failed
+
+
+def _mark_failed(instance: dg.DagsterInstance, run_id: str, message: str) -> bool:
+    """Report the run failed (if it is not finished) and free the pool slots it held; False if that failed too."""
+    try:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_failed(run, message)
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        return True
+    except Exception:  # noqa: BLE001 - e.g. the disk is still full: the next `sslpipe run` marks it
+        return False
+
+
+class SpaceReserve:
+    """A little disk space held back while runs execute, so that when the disk fills, the run can still be
+    recorded as failed: released (removed) first, then the failure is written into the space it frees."""
+
+    SIZE = 1 << 20  # bytes: room for a run's failure event and its status (a few SQLite pages and journals)
+    PREFIX = ".space-reserve."
+
+    def __init__(self, folder: Path):
+        self.path = folder / f"{self.PREFIX}{socket.gethostname()}.{os.getpid()}"
+
+    def take(self) -> None:
+        with contextlib.suppress(OSError):  # no room for it: then there is no room for anything else either
+            with open(self.path, "wb") as f:
+                f.write(b"\0" * self.SIZE)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def release(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    @classmethod
+    def remove_orphans(cls, folder: Path) -> None:
+        """Remove the reserves left by processes of this host that are gone."""
+        host = socket.gethostname()
+        for p in folder.glob(f"{cls.PREFIX}{host}.*"):
+            pid = p.name.rsplit(".", 1)[1]
+            if pid.isdigit() and not _alive(int(pid), ""):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+
+def _execute(job, settings: Settings, instance: dg.DagsterInstance, reserve: SpaceReserve, **kwargs):
+    """job.execute_in_process with this process's tags. An error that escapes it (outside any step: Dagster
+    writing its event log) leaves the run STARTED; it is reported failed here, in the space of the reserve
+    when the disk is full, and a full disk is raised as DiskFull."""
+    run_id = str(uuid.uuid4())
+    try:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id, tags=launch_tags(),
+                                        **kwargs)
+    except Exception as e:
+        if not is_disk_full(e, settings.home.dagster_home):
+            _mark_failed(instance, run_id, f"sslpipe: {type(e).__name__}: {e}")
+            raise
+        full = DiskFull.at(path_in_error(e) or settings.home.dagster_home / "storage",
+                           during=_running_steps(instance, run_id, kwargs.get("partition_key")))
+        reserve.release()
+        _mark_failed(instance, run_id, f"sslpipe: {full}")
+        raise full from e
+    full = _disk_full_in_steps(result, settings, kwargs.get("partition_key"))
+    if full is not None:
+        raise full
+    return result
+
+
+def _running_steps(instance: dg.DagsterInstance, run_id: str, partition: str | None) -> str:
+    """The steps of a run that started and never ended, e.g. "validated_images [b1]" ("" if unknown)."""
+    try:
+        started, ended = [], set()
+        for rec in instance.all_logs(run_id):
+            ev = rec.dagster_event
+            if ev is not None and ev.event_type == dg.DagsterEventType.STEP_START:
+                started.append(ev.step_key)
+            elif ev is not None and (ev.is_step_success or ev.is_step_failure or ev.is_step_skipped):
+                ended.add(ev.step_key)
+    except Exception:  # noqa: BLE001 - the event log is unreadable: say nothing rather than fail again
+        return ""
+    running = [s for s in started if s not in ended]
+    return f"{', '.join(running)}{f' [{partition}]' if partition else ''}" if running else ""
+
+
+def _error_text(err) -> str:
+    """A Dagster error's message with those of its causes and contexts, one per line."""
+    lines, todo = [], [err]
+    while todo:
+        e = todo.pop()
+        if e is not None:
+            lines.append(f"{e.cls_name}: {e.message}")
+            todo += [e.cause, e.context]
+    return "\n".join(lines)
+
+
+def _disk_full_in_steps(result, settings: Settings, partition: str | None) -> DiskFull | None:
+    """The first step of the run that failed for a full disk, as DiskFull naming what it was writing."""
+    for ev in result.all_events:
+        if ev.is_step_failure and ev.step_failure_data.error is not None:
+            text = _error_text(ev.step_failure_data.error)
+            if is_disk_full(text, settings.home.root):
+                path, needed = _step_output(settings, ev.step_key, partition, text)
+                return DiskFull.at(path_in_error(text) or path, needed,
+                                   f"{ev.step_key}{f' [{partition}]' if partition else ''}")
+    return None
+
+
+def _step_output(settings: Settings, step_key: str, partition: str | None, error: str) -> tuple[Path, int | None]:
+    """Where a step writes (for an error that does not name the file), and the bytes it needs when known."""
+    h, batch = settings.home, partition or "eval"
+    if "sqlite" in error.lower() and step_key in TRAIN_ASSETS:  # the MLflow store (Dagster writes outside steps)
+        return h.mlflow_dir / "mlflow.db", None
+    if step_key == "image_shards":  # shards hold the batch's images as they are
+        landing = h.batch_dir(batch)
+        return h.shard_dir(batch), sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
+    where = {"raw_images": h.manifest_dir(batch), "eval_images": h.manifest_dir("eval"),
+             "validated_images": h.report_dir(batch), "bias_report": h.report_dir(batch),
+             "ssl_encoder": h.root / "models", "registered_model": h.mlflow_dir}
+    return where.get(step_key.split(".")[0], h.root), None
+
+
 def _describe(o: RunOutcome) -> str:
-    where = f"[{o.partition}]" if o.partition else "[global]"
-    lines = [f"{where} {'ok' if o.success else 'FAILED'}: run {o.run_id[:8]}, materialized {', '.join(o.materialized) or 'nothing'}"]
-    lines += [f"{where}   {'BLOCKING' if c.blocking else 'warning'} check {c.asset}:{c.check} failed: {c.why}"
-              for c in o.failed_checks]
-    lines += [f"{where}   error in {e}" for e in o.errors]
+    """The run's outcome for the terminal; batch names, check findings and errors come from the data, so each
+    is escaped (ssl_ops.escape.terminal: no control sequences, one line each)."""
+    from ssl_ops.escape import terminal
+
+    where = f"[{terminal(o.partition)}]" if o.partition else "[global]"
+    done = ", ".join(terminal(m) for m in o.materialized) or "nothing"
+    lines = [f"{where} {'ok' if o.success else 'FAILED'}: run {o.run_id[:8]}, materialized {done}"]
+    lines += [f"{where}   {'BLOCKING' if c.blocking else 'warning'} check {terminal(c.asset)}:{terminal(c.check)} "
+              f"failed: {terminal(c.why)}" for c in o.failed_checks]
+    lines += [f"{where}   error in {terminal(e)}" for e in o.errors]
     return "\n".join(lines)

@@ -237,14 +237,28 @@ def resources_for(settings: Settings) -> dict:
 
 
 def prepare_instance(settings: Settings) -> dg.DagsterInstance:
-    """The Dagster instance in <home>/dagster (SQLite storage), created on first use."""
+    """The Dagster instance in <home>/dagster (SQLite storage), created on first use.
+
+    Dagster creates its SQLite databases (runs, event log index, schedules) and their tables when an instance
+    is first made on a folder; two processes doing that at once on a new home fail ("table ... already
+    exists"). So the config is written, and the instance made and its storages touched, under a lock beside
+    them (dagster/.instance.lock); on a home already created this only reads.
+    """
+    from ssl_ops.locks import file_lock
+
     d = settings.home.dagster_home
     d.mkdir(parents=True, exist_ok=True)
-    cfg = d / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text("# Dagster instance of this sslpipe home: SQLite storage in this folder.\n"
-                       "telemetry:\n  enabled: false\n"
-                       "# Steps in a pool (raw_images, eval_images: pool sslpipe_ingest) run one at a time across runs.\n"
-                       "concurrency:\n  pools:\n    default_limit: 1\n")
     os.environ["DAGSTER_HOME"] = str(d)
-    return dg.DagsterInstance.from_config(str(d))
+    with file_lock(d / ".instance.lock", what=f"creating the Dagster instance in {d}"):
+        cfg = d / "dagster.yaml"
+        if not cfg.exists():  # written whole or not at all: a reader never sees half a config
+            tmp = d / f".dagster.yaml.{os.getpid()}.tmp"
+            tmp.write_text("# Dagster instance of this sslpipe home: SQLite storage in this folder.\n"
+                           "telemetry:\n  enabled: false\n"
+                           "# Steps in a pool (raw_images, eval_images: pool sslpipe_ingest) run one at a time "
+                           "across runs.\nconcurrency:\n  pools:\n    default_limit: 1\n")
+            os.replace(tmp, cfg)
+        instance = dg.DagsterInstance.from_config(str(d))
+        instance.get_runs(limit=1)  # the run, event log and schedule storages: created by now, read here
+        instance.get_dynamic_partitions("batches")
+    return instance
