@@ -245,11 +245,17 @@ def main() -> None:
     last = rows[-max(1, len(rows) // 4):]
     mem_first = sum(r["peak_rss_mb"] for r in first) / len(first)
     mem_last = sum(r["peak_rss_mb"] for r in last) / len(last)
+    half = rows[len(rows) // 2:]  # after warm-up (imports, caches): growth here would be per-batch history
+    xs, ys = range(len(half)), [r["peak_rss_mb"] for r in half]
+    mx, my = (len(half) - 1) / 2, sum(ys) / len(ys)
+    slope = (sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / max(sum((x - mx) ** 2 for x in xs), 1e-9)
+             if len(half) > 1 else 0.0)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
         "batches": len(rows), "images": total, "wall_s": round(wall, 1), "images_per_s": round(total / wall),
         "peak_rss_mb_first_quarter_mean": round(mem_first), "peak_rss_mb_last_quarter_mean": round(mem_last),
         "peak_rss_mb_max": max(r["peak_rss_mb"] for r in rows),
+        "peak_rss_mb_per_batch_second_half": round(slope, 2),
         "peak_children_rss_mb_max": max(r["peak_children_rss_mb"] for r in rows),
         "baseline_batches": k, "pipeline_s": [round(x, 1) for x in pipe], "library_s": [round(x, 1) for x in lib],
         "dagster_share": round(1 - sum(lib) / sum(pipe), 3),
@@ -261,7 +267,8 @@ def main() -> None:
           f"{wall:.0f}s, {total / wall:,.0f} images/s end to end")
     print(f"peak RSS of the run's process: first quarter of the batches {mem_first:.0f} MB, last quarter "
           f"{mem_last:.0f} MB (max {report['peak_rss_mb_max']} MB; ingestion workers at most "
-          f"{report['peak_children_rss_mb_max']} MB)")
+          f"{report['peak_children_rss_mb_max']} MB); slope over the second half of the batches {slope:+.2f} MB per "
+          f"batch")
     print(f"Dagster's share of the wall time on batches 2-{k + 1}: {report['dagster_share']:.1%} "
           f"(pipeline {sum(pipe):.1f}s vs library calls {sum(lib):.1f}s)")
     if not a.keep:
