@@ -27,7 +27,8 @@ def eval_copies(h, batch: str, manifest, bits: int) -> list[dict]:
     return copies_of_eval(read_manifest(h.accepted_path(EVAL_BATCH)), manifest, bits)
 
 
-def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = None) -> dg.AssetsDefinition:
+def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = None,
+                       links: str = "inside") -> dg.AssetsDefinition:
     """shard_defaults: the configured ShardConfig values (settings); the launchpad can still override them."""
     ShardRunConfig = config_from_dataclass(ShardConfig, "ShardRunConfig", shard_defaults or {})
     bits = eval_contract.leakage_bits if eval_contract.leakage_bits is not None else 4
@@ -51,7 +52,7 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
         t0 = time.perf_counter()
         index = shard_batch(manifest, h.batch_dir(batch), h.shard_dir(batch), config.to_library(),
                             progress=lambda d, n: context.log.info(f"image_shards[{batch}]: {d}/{n} samples"),
-                            exclude=exclude)
+                            exclude=exclude, links=links)
         secs = time.perf_counter() - t0
         context.log.info(f"image_shards[{batch}]: {index.samples} samples in {len(index.shards)} shard(s), "
                          f"{'reused (input unchanged)' if index.reused else f'written in {secs:.1f}s'}")

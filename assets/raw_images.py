@@ -53,6 +53,10 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
         result = scan_batch(folder, batch, limits_from(contract), prior=prior, workers=home.workers or None,
                             progress=progress_logger(context.log, f"raw_images[{batch}]"), links=contract.links)
         acc, quar = result.accepted.num_rows, result.quarantine.num_rows
+        if result.metadata_without_file:
+            context.log.warning(f"raw_images[{batch}]: {len(result.metadata_without_file)} row(s) of {result.sidecar} "
+                                f"name no file of the batch (their attributes are unused), e.g. "
+                                f"{', '.join(repr(p) for p in result.metadata_without_file[:3])}")
         if acc + quar != result.seen:  # the invariant users rely on: nothing is silently dropped
             raise dg.Failure(f"accounting error in batch {batch!r}: {acc} accepted + {quar} quarantined != {result.seen} seen")
         write_table_atomic(result.accepted, h.accepted_path(batch))

@@ -35,7 +35,8 @@ from assets.partitions import batches as batches_partitions
 from assets.resources import PipelineHome
 from ssl_ops.data.loader import shard_entries
 from ssl_ops.locks import file_lock
-from ssl_ops.shards.verify import ShardDamaged, verify_batch
+from ssl_ops.shards.verify import ShardDamaged, rebuild_command, verify_batch
+from ssl_ops.shards.verify_home import gates_passed
 from ssl_ops.train import ConfigError, ShardSource, TrainConfig, TrainingError, train
 
 CODE_VERSION = "2"  # 2: shards verified before training; the key holds each shard's sha256
@@ -85,6 +86,10 @@ def select_window(h, known: list[str], wanted: list[str], last: int) -> tuple[li
         if failed:
             skipped.append(f"{b}: failed blocking check(s): {' | '.join(failed)}")
         elif not index.is_file():
+            if h.accepted_path(b).is_file() and gates_passed(h, b):  # it should have shards: never train without it
+                raise dg.Failure(f"ssl_encoder: batch {b!r} passed its checks but has no shard index at {index} "
+                                 f"(deleted, or image_shards has not run for it); not training without it. Run: "
+                                 f"{rebuild_command(b, h.root, 'image_shards')}")
             skipped.append(f"{b}: no shards (image_shards has not run for it)")
         else:
             d = json.loads(index.read_text())

@@ -141,6 +141,10 @@ def load_contract(name_or_path: str | Path) -> Contract:
     images = ImageRules(tuple(_get(im, "formats", list, w)), tuple(str(m) for m in _get(im, "modes", list, w)),
                         _get(im, "min_side", int, f"{w}: images"), _get(im, "max_side", int, f"{w}: images"),
                         _get(im, "max_pixels", int, f"{w}: images"), _get(im, "max_bytes", int, f"{w}: images"))
+    for key in ("formats", "modes"):
+        if not getattr(images, key):
+            raise ContractError(f"{w}: images.{key} is empty: list at least one (e.g. formats: [JPEG, PNG], "
+                                f"modes: [RGB, L]); every image would be refused")
     _range(f"{w}: images", "min_side", images.min_side, 1, what=" px")
     _range(f"{w}: images", "max_side", images.max_side, images.min_side, what=" px (and at least min_side)")
     _range(f"{w}: images", "max_pixels", images.max_pixels, 1,
@@ -159,6 +163,12 @@ def load_contract(name_or_path: str | Path) -> Contract:
     groups = {}
     for g, rule in (_get(attrs, "groups", dict, w, {}) or {}).items():
         rule = rule or {}
+        if not isinstance(rule, dict):
+            raise ContractError(f"{w}: attributes.groups.{g} must be a mapping such as {{min_share: 0.1, values: "
+                                f"[a, b]}}, got {rule!r}")
+        if not isinstance(rule.get("values") or [], list):
+            raise ContractError(f"{w}: attributes.groups.{g}.values must be a list of allowed values, "
+                                f"got {rule['values']!r}")
         _only(rule, {"min_share", "values"}, f"{w}: attributes.groups.{g}")
         share = _get(rule, "min_share", float, f"{w}: attributes.groups.{g}", 0.0)
         if not 0 <= share <= 1:

@@ -177,7 +177,9 @@ def validate_manifest(contract: Contract, table: pa.Table, docs_dir: Path | None
     ctx = _context(docs_dir)
     shown, originals = escaped_view(table, escape)
     df = shown.to_pandas()
-    run_name = escape(run_name)
+    # GE's store keys may hold neither '/' nor '\\' (a folder name can hold '\\', and the escaped form of a
+    # control character does): percent-encode both, after the display escaping
+    run_name = escape(run_name).replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
     source = ctx.data_sources.add_pandas(f"{contract.name}_manifest")
     batch_def = source.add_dataframe_asset(run_name).add_batch_definition_whole_dataframe("whole")
     suite = ctx.suites.add(build_suite(contract, table.column_names, escape))

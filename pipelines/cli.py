@@ -18,6 +18,8 @@ import argparse
 import sys
 import time
 
+from ssl_ops.escape import terminal  # stdlib only: cheap to import
+
 # Heavy imports (dagster, torch via webdataset) happen inside the commands: ingestion's worker processes
 # are spawned and re-import this entry module, so it must stay cheap to import.
 
@@ -37,17 +39,17 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
                             log_level="DEBUG" if verbose else "INFO")
     blocked = [(o, c) for o in outcomes for c in o.blocked]
     failed = [o for o in outcomes if o.errors]
-    print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {s.home.root}; "
+    print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {terminal(s.home.root)}; "
           f"see them with: DAGSTER_HOME={s.home.dagster_home} dagster dev -w workspace.yaml")
     if any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
         print(f"training runs and registered models: mlflow ui --backend-store-uri "
               f"sqlite:///{s.home.mlflow_dir / 'mlflow.db'}")
     if blocked or failed:
         for o, c in blocked:
-            print(f"BLOCKED: {c.asset}:{c.check} ({o.partition or 'global'}): {c.why}", file=sys.stderr)
+            print(f"BLOCKED: {c.asset}:{c.check} ({terminal(o.partition or 'global')}): {terminal(c.why)}", file=sys.stderr)
         for o in failed:
             for e in o.errors:
-                print(f"FAILED: {o.job} ({o.partition or 'global'}): {e}", file=sys.stderr)
+                print(f"FAILED: {o.job} ({terminal(o.partition or 'global')}): {terminal(e)}", file=sys.stderr)
         return 1
     return 0
 
@@ -58,7 +60,6 @@ def _verify(a: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from pipelines.settings import Settings
-    from ssl_ops.escape import terminal
     from ssl_ops.shards import ShardConfig
     from ssl_ops.shards.verify_home import home_batches, verify_home
 
@@ -115,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "verify":
         from pipelines.settings import SettingsError
 
-        from ssl_ops.escape import terminal
 
         try:
             return _verify(a)
@@ -137,11 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run(s, None, None, a.verbose)
         return _run(s, a.select, a.batches, a.verbose)
     except (SettingsError, ContractError, FileNotFoundError) as e:
-        print(f"sslpipe: {e}", file=sys.stderr)
+        print(f"sslpipe: {terminal(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk: one line that says where and how much; the traceback only with -v
         from ssl_ops.diskfull import is_disk_full, path_in_error
-        from ssl_ops.escape import terminal
 
         if not is_disk_full(e):
             raise

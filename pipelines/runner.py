@@ -32,6 +32,7 @@ from assets.partitions import add_batches
 from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, TRAIN_JOB, build_definitions
 from pipelines.sensors import landing_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance
+from ssl_ops.escape import terminal
 from ssl_ops.diskfull import DiskFull, is_disk_full, path_in_error
 
 ALL_ASSETS = BATCH_ASSETS + GLOBAL_ASSETS + TRAIN_ASSETS
@@ -74,10 +75,10 @@ def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Cal
     """Add every usable landing folder not yet known as a partition; return the batches present, in arrival order."""
     found, skipped = landing_batches(settings.home.landing)
     for name, why in skipped.items():
-        echo(f"skipping landing/{name}: {why}")
+        echo(f"skipping landing/{terminal(name)}: {terminal(why)}")
     new = add_batches(instance, found, settings.home.dagster_home / ".partitions.lock")
     if new:
-        echo(f"registered {len(new)} new batch(es): {', '.join(new)}")
+        echo(f"registered {len(new)} new batch(es): {', '.join(map(terminal, new))}")
     present = set(found)
     return [b for b in instance.get_dynamic_partitions(batches.name) if b in present]
 
@@ -159,10 +160,10 @@ def _run_pipeline(settings: Settings, selected: list[str], only_batches: list[st
     batch_sel = [dg.AssetKey(a) for a in BATCH_ASSETS if a in selected]
     if batch_sel:
         if not present:
-            echo(f"no batch folders in {settings.home.landing}: nothing to ingest")
+            echo(f"no batch folders in {terminal(settings.home.landing)}: nothing to ingest")
         job = defs.resolve_job_def(BATCH_JOB)
         for b in present:
-            echo(f"[{b}] running {', '.join(k.to_user_string() for k in batch_sel)}")
+            echo(f"[{terminal(b)}] running {', '.join(k.to_user_string() for k in batch_sel)}")
             r = _execute(job, settings, instance, reserve, run_config=run_config, partition_key=b,
                          asset_selection=batch_sel)
             outcomes.append(_outcome(BATCH_JOB, b, r))
@@ -238,7 +239,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]
         where = f" [{run.tags['dagster/partition']}]" if "dagster/partition" in run.tags else ""
         if _mark_failed(instance, run.run_id, f"sslpipe: the process that ran it (pid {pid} on {host}) is gone: it "
                                               "was killed or crashed; marked failed by a later `sslpipe run`"):
-            echo(f"marked run {run.run_id[:8]} ({run.job_name}{where}) FAILED: its process (pid {pid}) is gone")
+            echo(f"marked run {run.run_id[:8]} ({run.job_name}{terminal(where)}) FAILED: its process (pid {pid}) is gone")
             failed.append(run.run_id)
     return failed
 
@@ -366,7 +367,6 @@ def _step_output(settings: Settings, step_key: str, partition: str | None, error
 def _describe(o: RunOutcome) -> str:
     """The run's outcome for the terminal; batch names, check findings and errors come from the data, so each
     is escaped (ssl_ops.escape.terminal: no control sequences, one line each)."""
-    from ssl_ops.escape import terminal
 
     where = f"[{terminal(o.partition)}]" if o.partition else "[global]"
     done = ", ".join(terminal(m) for m in o.materialized) or "nothing"

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -164,6 +165,9 @@ def _registry_section(registry, p: Path) -> dict | None:
     name = registry.get("model_name", DEFAULT_MODEL_NAME)
     if not isinstance(name, str) or not name.strip():
         raise SettingsError(f"{p}: registry.model_name must be a non-empty name, got {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\- ]{0,255}", name) or name != name.strip():
+        raise SettingsError(f"{p}: registry.model_name {name!r} is not a usable MLflow model name: use letters, "
+                            f"digits, '_', '-', '.' and spaces (no '/' or ':'), e.g. ssl-encoder")
     _dataclass_section("registry", {k: v for k, v in registry.items() if k != "model_name"}, GateConfig, p,
                        "{primary_metric: linear, tolerance: 0.01}", extra=("model_name",))
     return dict(registry)

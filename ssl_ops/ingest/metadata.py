@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -53,10 +54,14 @@ class Sidecar:
 
 
 def normalise_path(p: str) -> str:
+    """A sidecar path as a key: NFC, '/'-separated, with `.`, `..` and doubled separators resolved
+    (`./a.jpg`, `sub/../a.jpg` -> `a.jpg`). A path that leads outside the folder (`../x`, `/etc/passwd`) keeps
+    its form, matches no file, and is reported as a metadata row without a file."""
     p = unicodedata.normalize("NFC", p.replace("\\", "/"))
-    while p.startswith("./"):
-        p = p[2:]
-    return p
+    if p.strip() != p or not p:  # names with surrounding blanks are matched exactly (see Sidecar.key_of)
+        return p
+    n = posixpath.normpath(p)
+    return n if n != "." else p
 
 
 def _check_names(names: list[str], where: Path) -> list[str]:
@@ -111,7 +116,8 @@ def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS, links: str 
         raise MetadataError(f"{where}: not UTF-8 (byte {e.start}); save it as UTF-8 (in Excel: CSV UTF-8)") from None
     rows: dict[str, dict[str, str | None]] = {}
     if where.suffix == ".csv":
-        reader = csv.reader(io.StringIO(text, newline=""))
+        # strict: a quote left open (which would swallow the rest of the file into one field) is an error
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         try:
             header = [h.strip() for h in next(reader, [])]
             attrs = _check_names(header, where)
@@ -127,7 +133,9 @@ def load_sidecar(batch_dir: Path, names: tuple[str, ...] = SIDECARS, links: str 
             # the usual cause of an over-long field is an unbalanced quote: the rest of the file reads as one field
             hint = (f" A field is longer than {csv.field_size_limit()} characters from line {reader.line_num} on: "
                     "look for an unbalanced double quote (\") there; attribute values are short labels."
-                    if "field limit" in str(e) else "")
+                    if "field limit" in str(e) else
+                    " A double quote (\") opened a field that never closes: look for an unbalanced quote."
+                    if "end of data" in str(e) else "")
             raise MetadataError(f"{where}:{reader.line_num}: not a readable CSV row ({e}).{hint} Fix the file and "
                                 "run the batch again.") from None
         return Sidecar(present[0], attrs, rows)

@@ -115,6 +115,11 @@ def index_problems(d: dict) -> list[str]:
             out.append(f"shard entry {i} has an unexpected name {s['name']!r}")
     if index_digest(d["batch"], d["shards"]) != d["digest"]:
         out.append("its digest does not match its shard list (the index was edited or is damaged)")
+    excluded = d.get("excluded", [])
+    if not isinstance(excluded, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("sample_id"), str) and re.fullmatch(r"[0-9a-f]{64}", e["sample_id"])
+            for e in excluded):
+        out.append("its `excluded` list is not [{sample_id: <sha256>, ...}] (the index was edited or is damaged)")
     counted = sum(s["samples"] for s in d["shards"] if isinstance(s.get("samples"), int))
     if counted != d["samples"]:
         out.append(f"its shards' sample counts add up to {counted}, but it says samples={d['samples']}")

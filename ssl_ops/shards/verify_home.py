@@ -57,6 +57,23 @@ def home_batches(home: Home) -> list[str]:
     return sorted(names)
 
 
+GATES = ("validated_images", "bias_report")  # the records assets/gates.py writes in reports/<batch>/
+
+
+def gates_passed(home: Home, batch: str) -> bool:
+    """Both gate assets recorded a decision for the batch and no blocking check of theirs failed: it should have
+    shards. (The records are reports/<batch>/<asset>.checks.json; see assets/gates.py.)"""
+    for asset in GATES:
+        p = home.report_dir(batch) / f"{asset}.checks.json"
+        try:
+            rec = json.loads(p.read_text())
+            if any(c.get("blocking") and not c.get("passed") for c in rec["checks"].values()):
+                return False
+        except (OSError, ValueError, KeyError, AttributeError):
+            return False
+    return True
+
+
 def _manifest_ids(path: Path) -> tuple[set[str] | None, str | None]:
     import pyarrow.parquet as pq
 
@@ -99,8 +116,13 @@ def verify_home(home: Home, batches: list[str] | None = None, full: bool = True,
                 _, err = _manifest_ids(q)
                 if err:
                     damaged(q, err, ingest)
-        if b == EVAL_BATCH or not home.shard_dir(b).is_dir():
-            continue  # not sharded (yet, or blocked by its checks): nothing to check against
+        if b == EVAL_BATCH:
+            continue  # the eval set is never sharded
+        if not (home.shard_dir(b) / "index.json").is_file():
+            if accepted_ids and gates_passed(home, b):  # it passed its checks: its shards were deleted or lost
+                damaged(home.shard_dir(b) / "index.json", "missing: the batch passed its checks but has no shard "
+                        "index (deleted?)", rebuild_command(b, home.root, "image_shards", config_file))
+            continue  # not sharded yet, or blocked by its checks: nothing to check against
         check: BatchCheck = verify_batch(home.shard_dir(b), batch=b, full=full, home=home.root,
                                          config_file=config_file)
         if shard_config is not None and check.config is not None and check.config != shard_config:
@@ -111,7 +133,8 @@ def verify_home(home: Home, batches: list[str] | None = None, full: bool = True,
         for p in check.problems:
             damaged(p.path, p.what, check.rebuild)
         if check.ok and accepted_ids is not None:
-            excluded = {e["sample_id"] for e in json.loads(check.index_path.read_text()).get("excluded", [])}
+            excluded = {e["sample_id"] for e in json.loads(check.index_path.read_text()).get("excluded", [])
+                        if isinstance(e, dict) and "sample_id" in e}
             expected = accepted_ids - excluded
             if full and check.sample_ids is not None and check.sample_ids != expected:
                 extra, lost = check.sample_ids - expected, expected - check.sample_ids

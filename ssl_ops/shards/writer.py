@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ssl_ops.locks import file_lock
+from ssl_ops.ingest.links import link_outside_batch
 from ssl_ops.manifest import ATTR_PREFIX
 from ssl_ops.shards.tar import ShardTar
 from ssl_ops.shards.verify import file_sha256 as _file_sha256
@@ -143,18 +145,43 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return gone
 
 
+def read_landing_file(batch_dir: Path, rel: str, size: int, links: str = "inside") -> bytes:
+    """The bytes of an accepted landing file, re-checked now: it may have changed since ingestion. A link that
+    now leads outside the batch folder (under the `inside` link policy) or to something that is not a regular
+    file (/dev/zero, a FIFO) is refused unread, and at most size + 1 bytes are read, so a file that grew is
+    never read whole. Raises ShardInputError naming the file."""
+    path = batch_dir / rel
+    redo = f"; re-materialize raw_images for the batch (sslpipe run --select raw_images,validated_images," \
+           f"bias_report,image_shards --batches {batch_dir.name})"
+    if links == "inside" and link_outside_batch(os.path.realpath(batch_dir), str(path)) is not None:
+        raise ShardInputError(f"{path} is now a link that leads outside the batch folder; not read{redo}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ShardInputError(f"{path} cannot be read any more ({e.strerror}){redo}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ShardInputError(f"{path} is no longer a regular file; not read{redo}")
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise ShardInputError(f"{path} changed after ingestion (its size differs from the manifest){redo}")
+    return data
+
+
 def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: ShardConfig = ShardConfig(),
-                progress: Callable[[int, int], None] | None = None, exclude: list[dict] | None = None) -> ShardIndex:
+                progress: Callable[[int, int], None] | None = None, exclude: list[dict] | None = None,
+                links: str = "inside") -> ShardIndex:
     """Shard the accepted samples of one batch (a manifest table) from their landing files.
 
     exclude: samples to leave out, each {"sample_id", "reason", ...}; they are listed in the index.
+    links: the contract's landing policy for symbolic links (ssl_ops.ingest.links), re-applied as files are read.
     """
     exclude = sorted(exclude or [], key=lambda e: e["sample_id"])
     if exclude:
         drop = pa.array([e["sample_id"] for e in exclude])
         manifest = manifest.filter(pc.invert(pc.is_in(manifest.column("sample_id"), value_set=drop)))
     attrs = sorted(n[len(ATTR_PREFIX):] for n in manifest.column_names if n.startswith(ATTR_PREFIX))
-    cols = ["sample_id", "batch", "path", "format", "width", "height", "mode"] + [ATTR_PREFIX + a for a in attrs]
+    cols = ["sample_id", "batch", "path", "bytes", "format", "width", "height", "mode"] + [ATTR_PREFIX + a for a in attrs]
     rows = manifest.select(cols).to_pydict()
     n = len(rows["sample_id"])
     batches = set(rows["batch"])
@@ -173,7 +200,7 @@ def shard_batch(manifest: pa.Table, batch_dir: Path, out_dir: Path, config: Shar
     out_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(lock_path(out_dir), what=f"writing the shards of batch {batch!r}"):
         remove_stale_temporaries(out_dir)
-        return _write(batch_dir, out_dir, batch, rows, order, metas, n, input_digest, config, exclude, progress)
+        return _write(batch_dir, out_dir, batch, rows, order, metas, n, input_digest, config, exclude, progress, links)
 
 
 def _load_valid(path: Path) -> ShardIndex | None:
@@ -184,7 +211,7 @@ def _load_valid(path: Path) -> ShardIndex | None:
 
 
 def _write(batch_dir: Path, out_dir: Path, batch: str, rows: dict, order, metas: list[bytes], n: int, input_digest: str,
-           config: ShardConfig, exclude: list[dict], progress) -> ShardIndex:
+           config: ShardConfig, exclude: list[dict], progress, links: str = "inside") -> ShardIndex:
     index_path = out_dir / "index.json"
     old = _load_valid(index_path)
     if (old is not None and old.input_digest == input_digest and old.excluded == json.loads(_JSON.encode(exclude))
@@ -214,8 +241,7 @@ def _write(batch_dir: Path, out_dir: Path, batch: str, rows: dict, order, metas:
                 writer = ShardTar(hf)
                 count = size = 0
             sid, rel = rows["sample_id"][i], rows["path"][i]
-            with open(batch_dir / rel, "rb") as f:
-                data = f.read()
+            data = read_landing_file(batch_dir, rel, rows["bytes"][i], links)
             if hashlib.sha256(data).hexdigest() != sid:
                 raise ShardInputError(f"{batch_dir / rel} changed after ingestion (sha256 differs from the manifest); "
                                       f"re-materialize raw_images for batch {batch!r}")

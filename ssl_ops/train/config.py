@@ -80,6 +80,11 @@ class TrainConfig:
             raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
         if self.image_size < 8:
             raise ConfigError(f"train.image_size must be at least 8 px, got {self.image_size}")
+        if self.image_size > 4096:
+            raise ConfigError(f"train.image_size must be at most 4096 px, got {self.image_size}")
+        for k in ("lr", "width", "patch_size"):
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"train.{k} must be positive, got {getattr(self, k)}")
         if self.backbone.startswith("vit") and self.image_size % self.patch_size:
             raise ConfigError(f"train.image_size {self.image_size} is not a multiple of train.patch_size "
                               f"{self.patch_size}")
@@ -89,9 +94,6 @@ class TrainConfig:
             raise ConfigError(f"train.optimizer {self.optimizer!r} is unknown; choose one of {OPTIMIZERS}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision {self.precision!r} is unknown; choose one of {PRECISIONS}")
-        for k in ("lr", "width", "patch_size"):
-            if getattr(self, k) <= 0:
-                raise ConfigError(f"train.{k} must be positive, got {getattr(self, k)}")
         for k in ("min_lr", "warmup_steps", "weight_decay", "clip_grad", "workers", "checkpoint_every",
                   "health_every", "collapse_std"):
             if getattr(self, k) < 0:

@@ -39,7 +39,10 @@ def test_shipped_contracts_load():
      r"bias.near_duplicate_max_share must be >= 0"),
     (lambda t: t.replace("  min_images: 1 ", "  min_images: -3 "), r"batch.min_images must be >= 0, got -3"),
     (lambda t: t.replace("  min_images: 1 ", "  min_images: one "), r"batch: 'min_images' must be int"),
-    (lambda t: t.replace("  min_images: 1 ", "  min_images: 1\n  links: everywhere\n "), r"batch.links must be one of"),
+    (lambda t: t.replace("  links: inside ", "  links: everywhere "), r"batch.links must be one of"),
+    (lambda t: t.replace("  groups: {}", "  groups: {site: 5}"), r"attributes.groups.site must be a mapping"),
+    (lambda t: t.replace("  groups: {}", "  groups: {site: {values: x}}"), r"attributes.groups.site.values must be a list"),
+    (lambda t: t.replace("  formats: [JPEG, PNG, WEBP, BMP, GIF, TIFF, MPO]", "  formats: []"), r"images.formats is empty"),
     (lambda t: t.replace("  min_images: 1 ", "  min_images: 1\n  size: 3\n "), r"batch: unknown key.*size"),
 ])
 def test_bad_contracts_say_what_to_fix(tmp_path, edit, needle):

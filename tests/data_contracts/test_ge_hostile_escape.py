@@ -87,3 +87,15 @@ def test_data_docs_show_hostile_values_as_text(tmp_path, hostile, escape):
         assert v in text  # the value is shown, as text
     # the index lists the batch by name in a table its script builds as HTML: the name is there, escaped
     assert html.escape(RUN) in "".join(parse(out.docs_index).scripts)
+
+
+@pytest.mark.parametrize("name", ["e\x1b7x", "b3\u202eevil", "back\\slash", "50%/x"])
+def test_batch_names_that_escape_to_backslashes_still_validate(tmp_path, name):
+    """A control character or bidi override in a batch folder's name escapes to `\\x1b`/`\\u202e`, and GE's store
+    refuses keys with `\\` or `/`: the run name is percent-encoded for GE, so validation runs (it crashed)."""
+    write(tmp_path / "b" / "a.jpg", jpeg_bytes(1))
+    table = scan_batch(tmp_path / "b", "b", ImageLimits(), workers=1).accepted
+    out = validate_manifest(load_contract("unlabeled_images"), table, docs_dir=tmp_path / "docs", run_name=name,
+                            escape=html_text)
+    assert out.success and out.docs_index.is_file()
+    assert "\x1b" not in "".join(p.read_text() for p in (tmp_path / "docs").rglob("*.html"))

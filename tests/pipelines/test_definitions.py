@@ -115,6 +115,7 @@ def test_a_config_file_in_the_environment_reaches_the_code_location(tmp_path, mo
     ("train: {last_batches: -2}", "train.last_batches must be an integer >= 0"),
     ("shards: {max_samples: 0}", "shards.max_samples must be an integer >= 1"),
     ("registry: {model_name: ''}", "registry.model_name must be a non-empty name"),
+    ("registry: {model_name: 'a/b<script>'}", "registry.model_name 'a/b<script>' is not a usable MLflow model name"),
     ("registry: [a]", "registry must be a mapping"),
 ])
 def test_numeric_settings_are_checked_when_read_with_the_key_named(tmp_path, section, why):

@@ -28,3 +28,21 @@ def test_console_messages_keep_their_lines_and_escape_the_rest():
     assert not any(c in out for c in "\x1b\x07\r\u202e")
     first, second = out.split("\n")
     assert first.startswith("    WARNING bias_report[b\\x1b[2J") and second == "        fake line"  # indented
+
+
+def test_registration_lines_escape_folder_names(tmp_path):
+    """`skipping landing/...` and `registered N new batch(es): ...` print folder names from the landing folder:
+    escaped too (a raw ESC, newline and U+202E reached the terminal)."""
+    from imagefiles import jpeg_bytes, write
+    from pipelines.runner import register_batches
+    from pipelines.settings import Settings, prepare_instance
+
+    write(tmp_path / "landing" / "e\x1b7x\u202e" / "a.jpg", jpeg_bytes(1))
+    write(tmp_path / "landing" / "b2\x1b[31mRED\nline2" / "a.jpg", jpeg_bytes(2))  # a newline: skipped
+    s = Settings.from_env(home=tmp_path / "home", landing=tmp_path / "landing", eval_dir=tmp_path / "eval")
+    lines: list[str] = []
+    present = register_batches(s, prepare_instance(s), lines.append)
+    assert present == ["e\x1b7x\u202e"]
+    text = "\n".join(lines)
+    assert not any(c in text for c in "\x1b\u202e") and len(text.split("\n")) == 2
+    assert "registered 1 new batch(es): e\\x1b7x\\u202e" in text and "skipping landing/b2\\x1b[31mRED\\nline2" in text

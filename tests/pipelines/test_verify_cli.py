@@ -104,3 +104,33 @@ def test_bad_arguments_exit_2_and_names_from_the_data_are_escaped(home, capsys, 
     (evil / "index.json").write_text("{not json")
     rc, out, _ = verify(capsys, "--home", str(home))
     assert rc == 1 and "\x1b" not in out and "x\\x1b[2Jy" in out
+
+
+def test_a_deleted_shard_folder_or_a_bad_excluded_list_is_damage_and_training_refuses(home, capsys):
+    """A batch that passed its checks but whose shard folder is gone is reported (it was 'all intact'), and
+    ssl_encoder refuses to train without it (it trained on the other batches and registered a version); an
+    `excluded` list edited out of shape is damage, not a KeyError."""
+    import shutil
+
+    from pipelines.runner import run_pipeline
+    from pipelines.settings import Settings
+
+    home, cfg = home
+    h = str(home.resolve())
+    shutil.rmtree(home / "shards" / "b1")
+    i3 = home / "shards" / "b3" / "index.json"
+    d = json.loads(i3.read_text())
+    d["excluded"] = [{"sha256": "x"}]
+    i3.write_text(json.dumps(d))
+    rc, out, _ = verify(capsys, "--home", h, "--config", str(cfg))
+    assert rc == 1
+    assert f"DAMAGED [b1] {h}/shards/b1/index.json: missing: the batch passed its checks" in out
+    assert "rebuild: sslpipe run --home" in out and "--select image_shards --batches b1" in out
+    assert f"DAMAGED [b3] {h}/shards/b3/index.json: its `excluded` list is not" in out
+    (tmp := home.parent / "train.yaml").write_text(
+        CONFIG + "train: {steps: 2, width: 8, image_size: 16, batch_size: 8, workers: 0, checkpoint_every: 0, "
+                 "health_every: 0}\n")
+    s = Settings.from_env(home=home).with_config_file(tmp)
+    outs = run_pipeline(s, select=["ssl_encoder"], echo=lambda m: None)
+    assert not outs[-1].success and "batch 'b1' passed its checks but has no shard index" in outs[-1].errors[0]
+    assert not (home / "models").exists() or not any((home / "models").rglob("encoder.pt"))

@@ -297,3 +297,23 @@ def test_a_sidecar_in_another_encoding_is_a_clear_error(tmp_path):
     (d / "metadata.csv").write_bytes("path,site\na.jpg,Zürich\n".encode("cp1252"))
     with pytest.raises(MetadataError, match=r"metadata.csv: not UTF-8 .*save it as UTF-8"):
         scan_batch(d, "b", ImageLimits(), workers=1)
+
+
+def test_an_unbalanced_quote_in_metadata_csv_is_an_error_not_lost_attributes(tmp_path):
+    d = tmp_path / "b"
+    write(d / "img0.png", png_bytes("RGB"))
+    write(d / "img1.png", png_bytes("RGB", value=(1, 2, 3)))
+    (d / "metadata.csv").write_text('path,site\n"img0.png,a\nimg1.png,b\n')  # the quote swallowed every row
+    with pytest.raises(MetadataError, match=r"metadata.csv:\d+: not a readable CSV row .*unbalanced quote"):
+        scan_batch(d, "b", ImageLimits(), workers=1)
+
+
+def test_sidecar_paths_are_resolved_and_rows_outside_the_batch_are_reported(tmp_path):
+    d = tmp_path / "b"
+    write(d / "img3.png", png_bytes("RGB"))
+    write(d / "sub" / "img4.png", png_bytes("RGB", value=(9, 9, 9)))
+    (d / "metadata.csv").write_text("path,site\nsub/../img3.png,a\n.//sub/./img4.png,b\n../x/img0.png,c\n/etc/passwd,d\n")
+    r = scan_batch(d, "b", ImageLimits(), workers=1)
+    assert dict(zip(r.accepted.column("path").to_pylist(), r.accepted.column("attr_site").to_pylist())) == {
+        "img3.png": "a", "sub/img4.png": "b"}
+    assert r.metadata_without_file == ["../x/img0.png", "/etc/passwd"]

@@ -85,16 +85,15 @@ def test_a_failure_midway_leaves_no_partial_shard_and_the_old_index(batch, tmp_p
     out = tmp_path / "s"
     old = shard_batch(manifest.slice(0, 4), d, out, ShardConfig(max_samples=10))
     old_bytes = (out / "shard-000000.tar").read_bytes()
-    real_open, calls = open, {"n": 0}
+    real_read, calls = writer_mod.read_landing_file, {"n": 0}
 
-    def flaky_open(path, *a, **k):
-        if str(path).endswith(".jpg"):
-            calls["n"] += 1
-            if calls["n"] == 15:
-                raise OSError("disk went away")
-        return real_open(path, *a, **k)
+    def flaky_read(batch_dir, rel, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise OSError("disk went away")
+        return real_read(batch_dir, rel, *a, **k)
 
-    monkeypatch.setattr(writer_mod, "open", flaky_open, raising=False)
+    monkeypatch.setattr(writer_mod, "read_landing_file", flaky_read)
     with pytest.raises(OSError, match="disk went away"):
         shard_batch(manifest, d, out, ShardConfig(max_samples=10))
     assert calls["n"] == 15  # it failed in the second shard, after the first was complete
@@ -116,3 +115,37 @@ def test_empty_manifest_gives_an_empty_index(tmp_path):
     m = scan_batch(tmp_path / "e", "e", ImageLimits(), workers=1).accepted
     idx = shard_batch(m, tmp_path / "e", tmp_path / "s")
     assert idx.samples == 0 and idx.shards == [] and (tmp_path / "s" / "index.json").is_file()
+
+
+def test_files_swapped_after_ingestion_are_refused_unread(tmp_path):
+    """A link accepted at ingestion (inside the batch) re-pointed before sharding to /dev/zero, /etc/passwd or a
+    FIFO is refused without reading it (an endless /dev/zero once ran the machine out of memory)."""
+    import os
+
+    from imagefiles import jpeg_bytes, write
+    from ssl_ops.ingest import ImageLimits, scan_batch
+    from ssl_ops.shards import ShardConfig, shard_batch
+    from ssl_ops.shards.writer import ShardInputError
+
+    d = tmp_path / "b"
+    write(d / "a.jpg", jpeg_bytes(1))
+    write(d / "sub" / "c.jpg", jpeg_bytes(3))
+    os.symlink(d / "sub" / "c.jpg", d / "b.jpg")
+    accepted = scan_batch(d, "b", ImageLimits(), workers=1).accepted
+    assert sorted(accepted.column("path").to_pylist()) == ["a.jpg", "b.jpg"]
+    for target, why in (("/dev/zero", "leads outside the batch folder; not read"),
+                        ("/etc/passwd", "leads outside the batch folder; not read")):
+        os.unlink(d / "b.jpg")
+        os.symlink(target, d / "b.jpg")
+        with pytest.raises(ShardInputError, match=why):
+            shard_batch(accepted, d, tmp_path / "shards", ShardConfig())
+    os.unlink(d / "b.jpg")
+    os.mkfifo(d / "sub" / "fifo")
+    os.symlink(d / "sub" / "fifo", d / "b.jpg")  # inside the batch, but not a regular file: never blocks
+    with pytest.raises(ShardInputError, match="no longer a regular file; not read"):
+        shard_batch(accepted, d, tmp_path / "shards", ShardConfig())
+    os.unlink(d / "b.jpg")
+    write(d / "b.jpg", jpeg_bytes(3) + b"grown")
+    with pytest.raises(ShardInputError, match="changed after ingestion"):
+        shard_batch(accepted, d, tmp_path / "shards", ShardConfig())
+    assert not list((tmp_path / "shards").glob(".*.tmp"))

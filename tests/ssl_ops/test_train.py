@@ -43,9 +43,11 @@ def test_config_from_yaml_like_mappings_and_clear_errors():
              ({"method": "dino", "backbone": "vit_tiny", "image_size": 48, "patch_size": 16},
               "dino / vit_tiny cannot be built: DINO local_size 24 must be a multiple of the ViT patch size 16"),
              ({"method": "mae", "backbone": "vit_tiny", "method_options": {"mask_ratio": 1.5}},
-              r"mae / vit_tiny cannot be built: mask_ratio must be in \(0, 1\)"),
+              r"train.method_options.mask_ratio must be > 0 and < 1, got 1.5"),
              ({"method": "byol", "method_options": {"rotate": 360}},
-              "byol / resnet18 cannot be built: rotate is a largest angle in degrees, from 0"),
+              r"train.method_options.rotate must be >= 0 and <= 180, got 360"),
+             ({"backbone": "vit_tiny", "patch_size": 0}, "train.patch_size must be positive, got 0"),
+             ({"image_size": 100_000_000}, "train.image_size must be at most 4096 px"),
              ({"collapse_std": 0.1, "health_every": 0}, "collapse_std needs train.health_every > 0"),
              ({"optimizer": "lars", "lr": 0.002}, "far too small for LARS")]
     for d, msg in cases:
@@ -214,3 +216,24 @@ def test_torch_compile_trains_like_eager(cifar_shards, tmp_path):
     assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-3)
     enc, _ = load_encoder(compiled.encoder_path)  # strict load: same keys as an eager backbone
     assert not any("_orig_mod" in k for k in enc.state_dict())
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A full disk while a checkpoint is written removes its temporary file; a dead process's is removed by the
+    next write (a run killed during training left `.checkpoint.pt.tmp<pid>` behind)."""
+    import errno
+
+    import torch
+
+    from ssl_ops.train import checkpoint as ck
+
+    (tmp_path / ".checkpoint.pt.tmp999999999").write_bytes(b"junk of a dead writer")
+
+    def full(obj, f):
+        f.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match="No space left"):
+        ck.save_atomic({"step": 1}, tmp_path / "checkpoint.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
