@@ -181,7 +181,7 @@ def load_contract(name_or_path: str | Path) -> Contract:
     _range(wb, "reference_batches", bias.reference_batches, 0, what=" (earlier batches; 0 = no drift check)")
     _range(wb, "psi_max", bias.psi_max, 0, lo_open=True)
     _range(wb, "p_value_min", bias.p_value_min, 0, 1)
-    _range(wb, "near_duplicate_bits", bias.near_duplicate_bits, 0, 64, what=" (bits of a 64-bit pHash)")
+    _range(wb, "near_duplicate_bits", bias.near_duplicate_bits, 0, 63, what=" (bits of a 64-bit pHash)")
     _range(wb, "near_duplicate_max_share", bias.near_duplicate_max_share, 0, 1)
     checks = _get(d, "checks", dict, w)
     for c, sev in checks.items():
@@ -200,7 +200,7 @@ def load_contract(name_or_path: str | Path) -> Contract:
     _only(leak, {"near_duplicate_bits"}, f"{w}: leakage")
     leak_bits = _get(leak, "near_duplicate_bits", int, f"{w}: leakage", None)
     if leak_bits is not None:
-        _range(f"{w}: leakage", "near_duplicate_bits", leak_bits, 0, 64, what=" (bits of a 64-bit pHash)")
+        _range(f"{w}: leakage", "near_duplicate_bits", leak_bits, 0, 63, what=" (bits of a 64-bit pHash)")
     return Contract(
         name=_get(d, "contract", str, w), version=str(_get(d, "version", (str, int, float), w)),
         description=str(d.get("description", "")), manifest=dict(manifest), images=images,

@@ -33,6 +33,7 @@ from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, TRAIN_JOB, b
 from pipelines.sensors import landing_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance
 from ssl_ops.escape import terminal
+from ssl_ops.locks import pid_alive
 from ssl_ops.diskfull import DiskFull, is_disk_full, path_in_error
 
 ALL_ASSETS = BATCH_ASSETS + GLOBAL_ASSETS + TRAIN_ASSETS
@@ -203,13 +204,7 @@ def _process_start(pid: int) -> str:
 
 
 def _alive(pid: int, start: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        pass
-    return not start or _process_start(pid) in ("", start)
+    return pid_alive(pid) and (not start or _process_start(pid) in ("", start))
 
 
 def launch_tags() -> dict[str, str]:

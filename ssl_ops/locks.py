@@ -102,3 +102,15 @@ def file_lock(path: str | os.PathLike, what: str = "", timeout: float | None = N
         yield held
     finally:
         held.release()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (another user's counts): a temporary file named
+    after a dead pid belongs to a writer that was killed or crashed."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

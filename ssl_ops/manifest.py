@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ssl_ops.locks import pid_alive
+
 MANIFEST_VERSION = "1"
 ATTR_PREFIX = "attr_"
 
@@ -49,23 +51,13 @@ def attribute_names(schema: pa.Schema) -> list[str]:
     return [n[len(ATTR_PREFIX):] for n in schema.names if n.startswith(ATTR_PREFIX)]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def remove_dead_temporaries(path: Path) -> list[Path]:
     """Remove `.<name>.<pid>.tmp` files beside `path` whose writer process is gone (killed, or stopped by a full
     disk before it could clean up). A live writer's temporary file is left alone. -> the files removed."""
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

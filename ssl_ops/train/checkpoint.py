@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ssl_ops.locks import pid_alive
+
 
 def save_atomic(obj: dict, path: Path) -> None:
     """Write to `.<name>.tmp<pid>`, fsync, rename. A failed write (a full disk) removes its temporary file, and
@@ -22,7 +24,7 @@ def save_atomic(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob(f".{path.name}.tmp*"):
         pid = old.name.rsplit(".tmp", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             old.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -34,16 +36,6 @@ def save_atomic(obj: dict, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load(path: Path, map_location="cpu") -> dict:

@@ -34,7 +34,7 @@ def test_shipped_contracts_load():
     (lambda t: t.replace("psi_max: 0.25", "psi_max: 0"), r"bias.psi_max must be > 0"),
     (lambda t: t.replace("p_value_min: 0.001", "p_value_min: 1.5"), r"bias.p_value_min must be >= 0 and <= 1"),
     (lambda t: t.replace("p_value_min: 0.001", "p_value_min: .nan"), r"bias.p_value_min must be a number"),
-    (lambda t: t.replace("near_duplicate_bits: 4", "near_duplicate_bits: 65"), r"bias.near_duplicate_bits must be"),
+    (lambda t: t.replace("near_duplicate_bits: 4", "near_duplicate_bits: 64"), r"bias.near_duplicate_bits must be >= 0 and <= 63"),
     (lambda t: t.replace("near_duplicate_max_share: 0.05", "near_duplicate_max_share: -0.1"),
      r"bias.near_duplicate_max_share must be >= 0"),
     (lambda t: t.replace("  min_images: 1 ", "  min_images: -3 "), r"batch.min_images must be >= 0, got -3"),

@@ -97,3 +97,37 @@ def test_model_card_with_a_hostile_batch_folder_and_group_values():
     text = html.unescape(out)
     assert BATCH in text and SCRIPT in text and "a|b" in text and "tick`s" in text
     assert f"<code>{html.escape(BATCH, quote=False)}</code>" in out  # the batch is one code span, whole
+
+
+def _manifest_of(batch: str, paths: list[str], values: list[str | None]):
+    n = len(paths)
+    rows = {"sample_id": [f"{i:064x}" for i in range(n)], "batch": [batch] * n, "path": paths,
+            "bytes": [1000] * n, "format": ["JPEG"] * n, "width": [32] * n, "height": [32] * n, "mode": ["RGB"] * n,
+            "phash": np.arange(n, dtype=np.uint64) * np.uint64(0x0F0F0F0F0F0F0F0F) % np.uint64(2**63),
+            "brightness": [100.0] * n, "contrast": [40.0] * n, "attr_domain": values}
+    return pa.table(rows, schema=accepted_schema(["domain"]))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=_TEXT.filter(bool), paths=st.lists(_TEXT.filter(bool), min_size=2, max_size=12, unique=True),
+       values=st.lists(st.one_of(st.none(), _TEXT, st.sampled_from([SCRIPT, IMG, "a|b", "`x`", "x&y", "\n#h"])),
+                       min_size=12, max_size=12))
+def test_bias_md_holds_no_markup_from_any_values(batch, paths, values):
+    """Property: for any batch name, file names and attribute values, bias.md renders with only its own elements,
+    its tables keep their columns, and every value is shown (made visible) rather than obeyed."""
+    vals = values[:len(paths)]
+    r = bias_report(batch, _manifest_of(batch, paths, vals), None, BiasRules(near_duplicate_bits=12),
+                    {"domain": (0.5, ())})
+    md = r.to_markdown()
+    assert_tables_keep_their_columns(md)
+    out = render(md)
+    assert set(tags(out)) <= OWN_TAGS
+    shown = html.unescape(re.sub(r"<[^>]+>", "", out))
+    for v in {v for v in vals if v}:
+        assert visible(v).strip() in shown
