@@ -189,6 +189,7 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
                         "shard_index_digests": json.dumps({w["batch"]: w["digest"] for w in window})})
     else:
         context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
+        run.set_tags({"dagster.run_id": context.run_id})  # the run now writing into it (see runner.end_mlflow_runs)
     try:
         result = _train_and_log(context, cfg, window, samples, out, run)
     except (TrainingError, ShardDamaged) as e:

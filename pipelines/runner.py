@@ -31,7 +31,7 @@ from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches
 from assets.partitions import add_batches
 from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, TRAIN_JOB, build_definitions
 from pipelines.sensors import landing_batches
-from pipelines.settings import Settings, SettingsError, prepare_instance
+from pipelines.settings import Settings, SettingsError, prepare_instance, resources_for
 from ssl_ops.escape import terminal
 from ssl_ops.locks import pid_alive
 from ssl_ops.diskfull import DiskFull, is_disk_full, path_in_error
@@ -127,7 +127,7 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
         raise
     except Exception as e:
         if is_disk_full(e, settings.home.root):
-            raise DiskFull.at(path_in_error(e) or settings.home.dagster_home) from e
+            raise DiskFull.at(path_in_error(e) or settings.home.dagster_home, SpaceReserve.SIZE, at_least=True) from e
         raise
     finally:
         reserve.release()
@@ -136,7 +136,7 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
 def _run_pipeline(settings: Settings, selected: list[str], only_batches: list[str] | None,
                   echo: Callable[[str], None], log_level: str, reserve: "SpaceReserve") -> list[RunOutcome]:
     instance = prepare_instance(settings)
-    fail_orphaned_runs(instance, echo)
+    end_mlflow_runs(settings, fail_orphaned_runs(instance, echo))
     SpaceReserve.remove_orphans(settings.home.dagster_home)
     reserve.take()
     present = register_batches(settings, instance, echo)
@@ -239,6 +239,30 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]
     return failed
 
 
+def end_mlflow_runs(settings: Settings, dagster_run_ids: list[str]) -> int:
+    """End as FAILED the MLflow runs that these failed Dagster runs left RUNNING (a training killed, or stopped by
+    a full disk before it could end its MLflow run); -> how many. Their tag `dagster.run_id` names the Dagster run
+    writing into them. Never raises: the next `sslpipe run` tries again."""
+    if not dagster_run_ids:
+        return 0
+    tracking = resources_for(settings)["mlflow"]
+    uri = tracking.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return 0  # no store yet: nothing ran
+    ended = 0
+    try:
+        client = tracking.client()
+        exp = client.get_experiment_by_name(tracking.experiment)
+        for run_id in dagster_run_ids if exp is not None else []:
+            for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`dagster.run_id` = '{run_id}' "
+                                                                         "AND attributes.status = 'RUNNING'"):
+                client.set_terminated(r.info.run_id, "FAILED")
+                ended += 1
+    except Exception:  # noqa: BLE001 - e.g. the disk is still full or the store is away: tried again next time
+        return ended
+    return ended
+
+
 def _mark_failed(instance: dg.DagsterInstance, run_id: str, message: str) -> bool:
     """Report the run failed (if it is not finished) and free the pool slots it held; False if that failed too."""
     try:
@@ -295,10 +319,12 @@ def _execute(job, settings: Settings, instance: dg.DagsterInstance, reserve: Spa
         if not is_disk_full(e, settings.home.dagster_home):
             _mark_failed(instance, run_id, f"sslpipe: {type(e).__name__}: {e}")
             raise
-        full = DiskFull.at(path_in_error(e) or settings.home.dagster_home / "storage",
-                           during=_running_steps(instance, run_id, kwargs.get("partition_key")))
+        # Dagster could not write its event log (a step's own failure is recorded in the run, see below)
+        full = DiskFull.at(path_in_error(e) or settings.home.dagster_home / "storage", SpaceReserve.SIZE,
+                           during=_running_steps(instance, run_id, kwargs.get("partition_key")), at_least=True)
         reserve.release()
         _mark_failed(instance, run_id, f"sslpipe: {full}")
+        end_mlflow_runs(settings, [run_id])
         raise full from e
     full = _disk_full_in_steps(result, settings, kwargs.get("partition_key"))
     if full is not None:
@@ -346,17 +372,29 @@ def _disk_full_in_steps(result, settings: Settings, partition: str | None) -> Di
 
 
 def _step_output(settings: Settings, step_key: str, partition: str | None, error: str) -> tuple[Path, int | None]:
-    """Where a step writes (for an error that does not name the file), and the bytes it needs when known."""
+    """Where a step writes (for an error that does not name the file), and about how many bytes it needs: for
+    image_shards the batch's images (shards hold them as they are); for the others, as much as the largest
+    output of the same kind already in the home (None where there is none yet)."""
     h, batch = settings.home, partition or "eval"
-    if "sqlite" in error.lower() and step_key in TRAIN_ASSETS:  # the MLflow store (Dagster writes outside steps)
-        return h.mlflow_dir / "mlflow.db", None
-    if step_key == "image_shards":  # shards hold the batch's images as they are
+    step = step_key.split(".")[0]
+    if "sqlite" in error.lower() and step in TRAIN_ASSETS:  # the MLflow store (Dagster writes outside steps)
+        return h.mlflow_dir / "mlflow.db", _largest_output(h.root, "models/*/encoder.pt")
+    if step == "image_shards":
         landing = h.batch_dir(batch)
         return h.shard_dir(batch), sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
-    where = {"raw_images": h.manifest_dir(batch), "eval_images": h.manifest_dir("eval"),
-             "validated_images": h.report_dir(batch), "bias_report": h.report_dir(batch),
-             "ssl_encoder": h.root / "models", "registered_model": h.mlflow_dir}
-    return where.get(step_key.split(".")[0], h.root), None
+    where = {"raw_images": (h.manifest_dir(batch), "manifests/*"), "eval_images": (h.manifest_dir("eval"), "manifests/*"),
+             "validated_images": (h.report_dir(batch), "reports/*/data_docs"),
+             "bias_report": (h.report_dir(batch), "reports/*/bias.*"),
+             "ssl_encoder": (h.root / "models", "models/*"), "registered_model": (h.mlflow_dir, "models/*/encoder.pt")}
+    path, kind = where.get(step, (h.root, None))
+    return path, _largest_output(h.root, kind) if kind else None
+
+
+def _largest_output(root: Path, pattern: str) -> int | None:
+    """The size of the largest file or folder matching `pattern` under root (None if there is none)."""
+    sizes = [p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+             for p in root.glob(pattern)]
+    return max(sizes, default=0) or None
 
 
 def _describe(o: RunOutcome) -> str:

@@ -58,20 +58,22 @@ class DiskFull(OSError):
     """The disk under `path` is full; str() is the one line to show (what, where, how much is free)."""
 
     def __init__(self, path: str | os.PathLike, free: int, total: int, mount: str, needed: int | None = None,
-                 during: str = ""):
+                 during: str = "", at_least: bool = False):
         super().__init__(errno.ENOSPC, "No space left on device", str(path))
         self.path, self.free, self.total, self.mount, self.needed = str(path), free, total, mount, needed
         self.during = during  # what was running, e.g. "validated_images [b1]"
+        self.at_least = at_least  # `needed` is a floor (the room to record the failure), not an estimate
 
     @classmethod
-    def at(cls, path: str | os.PathLike, needed: int | None = None, during: str = "") -> "DiskFull":
+    def at(cls, path: str | os.PathLike, needed: int | None = None, during: str = "",
+           at_least: bool = False) -> "DiskFull":
         """Measure the filesystem that holds `path` now (its nearest existing folder)."""
         where = _existing(path)
         usage = shutil.disk_usage(where)
-        return cls(path, usage.free, usage.total, str(mount_point(where)), needed, during)
+        return cls(path, usage.free, usage.total, str(mount_point(where)), needed, during, at_least)
 
     def __str__(self) -> str:
-        need = f"; about {human_bytes(self.needed)} needed" if self.needed else ""
+        need = f"; {'at least' if self.at_least else 'about'} {human_bytes(self.needed)} needed" if self.needed else ""
         during = f" during {self.during}" if self.during else ""
         return (f"disk full writing {self.path}{during} (free {human_bytes(self.free)} of "
                 f"{human_bytes(self.total)} on {self.mount}{need}): free space and run again")

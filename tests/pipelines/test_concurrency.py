@@ -118,3 +118,21 @@ def test_a_killed_run_is_marked_failed_by_the_next_run(tmp_path):
     assert instance.event_log_storage.get_concurrency_info("sslpipe_ingest").claimed_slots == []
     others = [r.status for r in instance.get_runs() if r.run_id != run.run_id]  # the next run's two, and any of
     assert len(others) >= 2 and set(others) == {dg.DagsterRunStatus.SUCCESS}  # the killed process that ended
+
+
+def test_mlflow_runs_left_running_by_a_failed_dagster_run_are_ended(tmp_path):
+    """A training killed (or stopped by a full disk) leaves its MLflow run RUNNING: when its Dagster run is marked
+    failed, the MLflow runs it was writing into are ended FAILED; other runs are left alone."""
+    from pipelines.runner import end_mlflow_runs
+    from pipelines.settings import Settings, resources_for
+
+    s = Settings.from_env(home=tmp_path / "home")
+    assert end_mlflow_runs(s, ["dead-run"]) == 0  # no store yet: nothing to do, nothing created
+    tracking = resources_for(s)["mlflow"]
+    dead = tracking.start_run("ssl_encoder", tags={"dagster.run_id": "dead-run"})
+    alive = tracking.start_run("ssl_encoder", tags={"dagster.run_id": "live-run"})
+    assert end_mlflow_runs(s, ["dead-run"]) == 1
+    client = tracking.client()
+    assert client.get_run(dead.run_id).info.status == "FAILED"
+    assert client.get_run(alive.run_id).info.status == "RUNNING"
+    assert end_mlflow_runs(s, ["dead-run"]) == 0  # already ended

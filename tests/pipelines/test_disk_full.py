@@ -2,6 +2,7 @@
 (exit 1, no traceback), and never leaving a Dagster run STARTED."""
 
 import errno
+import re
 import shutil
 import sqlite3
 
@@ -71,6 +72,7 @@ def test_sslpipe_run_on_a_full_disk_says_so_in_one_line_and_leaves_no_run_starte
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert lines[0].startswith(f"sslpipe: disk full writing {home}/"), lines
     assert f"on {disk}" in lines[0] and "free space and run again" in lines[0]
+    assert re.search(r"; (about|at least) [0-9.]+ [KM]?B needed\)", lines[0]), lines  # how much to free
 
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))  # (a read needs no space)
     runs = instance.get_runs()
@@ -94,7 +96,7 @@ def test_a_step_that_fills_its_folder_is_named_with_the_folder(tmp_path, tmpfs):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert lines[0].startswith(f"sslpipe: disk full writing {home / 'reports' / 'b1'}"), lines
-    assert f"during validated_images [b1] (free 0 B of 1.0 MB on {home / 'reports'})" in lines[0]
+    assert f"during validated_images [b1] (free 0 B of 1.0 MB on {home / 'reports'}" in lines[0]
     runs = dg.DagsterInstance.from_config(str(home / "dagster")).get_runs()
     assert sorted(r.status.value for r in runs) == ["FAILURE"]  # Dagster recorded the step's failure itself
 
