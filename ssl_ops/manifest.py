@@ -7,13 +7,12 @@ columns for sidecar attributes. quarantine.parquet: one row per rejected file wi
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ssl_ops.locks import pid_alive
+from ssl_ops.atomic import atomic_write
 
 MANIFEST_VERSION = "1"
 ATTR_PREFIX = "attr_"
@@ -51,30 +50,9 @@ def attribute_names(schema: pa.Schema) -> list[str]:
     return [n[len(ATTR_PREFIX):] for n in schema.names if n.startswith(ATTR_PREFIX)]
 
 
-def remove_dead_temporaries(path: Path) -> list[Path]:
-    """Remove `.<name>.<pid>.tmp` files beside `path` whose writer process is gone (killed, or stopped by a full
-    disk before it could clean up). A live writer's temporary file is left alone. -> the files removed."""
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet to a temporary name beside `path`, then rename: readers see the old or the new file whole.
-    A failed write (a full disk) removes its temporary file; a dead writer's is removed by the next write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write Parquet atomically (ssl_ops.atomic): readers see the old or the new file whole."""
+    atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def table_digest(table: pa.Table, columns: list[str] | None = None) -> str:

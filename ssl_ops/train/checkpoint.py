@@ -8,34 +8,17 @@ state, and the config as JSON.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ssl_ops.locks import pid_alive
+from ssl_ops.atomic import atomic_write
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """Write to `.<name>.tmp<pid>`, fsync, rename. A failed write (a full disk) removes its temporary file, and
-    those of dead processes beside it are removed first (a killed run leaves one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob(f".{path.name}.tmp*"):
-        pid = old.name.rsplit(".tmp", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            old.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """torch.save, written atomically (ssl_ops.atomic): a failed write leaves no temporary file behind."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load(path: Path, map_location="cpu") -> dict:

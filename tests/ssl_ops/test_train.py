@@ -227,7 +227,7 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, monkeypatc
 
     from ssl_ops.train import checkpoint as ck
 
-    (tmp_path / ".checkpoint.pt.tmp999999999").write_bytes(b"junk of a dead writer")
+    (tmp_path / ".checkpoint.pt.999999999.tmp").write_bytes(b"junk of a dead writer")
 
     def full(obj, f):
         f.write(b"x" * 100)
