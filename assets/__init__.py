@@ -25,13 +25,13 @@ TRAIN_ASSETS = ("ssl_encoder", "probe_report", "registered_model")
 
 def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: dict | None = None,
                  train_defaults: dict | None = None, probe_defaults: dict | None = None,
-                 gate_defaults: dict | None = None) -> list[dg.AssetsDefinition]:
+                 gate_defaults: dict | None = None, approval: str = "human") -> list[dg.AssetsDefinition]:
     """train_defaults: the train section (TrainConfig keys plus the window keys batches, last_batches);
     probe_defaults: ssl_ops.probes.report.ProbeConfig keys; gate_defaults: ssl_ops.review.GateConfig keys."""
     return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract),
             build_image_shards(eval_contract, shard_defaults, links=contract.links), build_eval_images(eval_contract),
             build_ssl_encoder(train_defaults), build_probe_report(probe_defaults),
-            build_registered_model(gate_defaults)]
+            build_registered_model(gate_defaults, approval)]
 
 
 def build_checks(eval_contract: Contract) -> list[dg.AssetChecksDefinition]:

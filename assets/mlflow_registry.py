@@ -1,15 +1,20 @@
-"""The MLflow model registry as the pipeline uses it: versions keyed by the training run key, the
-`champion` and `challenger` aliases, and a history of every alias move.
+"""The MLflow model registry as the pipeline uses it: versions keyed by the training run key, the aliases,
+and a history of every alias move.
+
+Aliases: `challenger` the latest registered version; `candidate` the latest version whose gate passed, waiting
+for a reviewer; `champion` the one in use, moved only by an approval (`sslpipe approve`, or the gate itself when
+the config says `registry: {approval: auto}`) or a rollback.
 
     reg = Registry(tracking)                       # tracking: the MlflowTracking resource
     reg.alias("champion")                          # -> ModelVersion or None
     reg.version_for(run_key)                       # the version registered for that training run, if any
     reg.load_encoder("2")                          # -> (backbone, meta) of version 2
-    reg.move_alias("champion", "3", reason="...", dagster_run_id=...)
+    reg.move_alias("champion", "3", reason="...", dagster_run_id=..., reviewer="ana", action="approve")
 
 Alias history: each move is a tag on the registered model, `sslpipe.alias_history.NNNN`, holding JSON
-{time, alias, from_version, to_version, reason, dagster_run_id}; they show on the model's page in the MLflow UI
-and `history()` reads them back in order.
+{time, alias, from_version, to_version, reason, dagster_run_id, reviewer, action}; they show on the model's
+page in the MLflow UI and `history()` reads them back in order. Each version's review state is its tag
+`sslpipe.review` (REVIEW_TAG): {status: pending | approved | rejected | gate_failed, reviewer, time, reason}.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
 HISTORY_PREFIX = "sslpipe.alias_history."
 RUN_KEY_TAG = "sslpipe.run_key"
 GATE_TAG = "sslpipe.gate"  # set last: a version without it did not finish registering
+REVIEW_TAG = "sslpipe.review"  # the version's review state (JSON): pending, approved, rejected, gate_failed
+AUTO_REVIEWER = "auto (registry.approval: auto)"
 
 
 class Registry:
@@ -67,14 +74,45 @@ class Registry:
         found = self.client.search_model_versions(f"name = '{self.name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
         return max(found, key=lambda v: int(v.version)) if found else None
 
-    def move_alias(self, alias: str, version: str, reason: str, dagster_run_id: str) -> dict:
+    def move_alias(self, alias: str, version: str | None, reason: str, dagster_run_id: str | None,
+                   reviewer: str | None = None, action: str = "register") -> dict:
+        """Point `alias` at `version` (None: remove the alias) and record the move in the alias history."""
         current = self.alias(alias)
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alias": alias,
-                  "from_version": str(current.version) if current else None, "to_version": str(version),
-                  "reason": reason[:4000], "dagster_run_id": dagster_run_id}
-        self.client.set_registered_model_alias(self.name, alias, str(version))
+                  "from_version": str(current.version) if current else None,
+                  "to_version": str(version) if version is not None else None,
+                  "reason": reason[:4000], "dagster_run_id": dagster_run_id, "reviewer": reviewer, "action": action}
+        if version is None:
+            if current is None:
+                return record
+            self.client.delete_registered_model_alias(self.name, alias)
+        else:
+            self.client.set_registered_model_alias(self.name, alias, str(version))
         n = len(self.history())
         self.client.set_registered_model_tag(self.name, f"{HISTORY_PREFIX}{n:04d}", json.dumps(record))
+        return record
+
+    def review_state(self, version: str) -> dict:
+        """The version's review record (REVIEW_TAG); {} for a version registered before reviews existed."""
+        tags = self.client.get_model_version(self.name, str(version)).tags
+        return json.loads(tags[REVIEW_TAG]) if REVIEW_TAG in tags else {}
+
+    def set_review_state(self, version: str, status: str, reviewer: str | None, reason: str) -> dict:
+        record = {"status": status, "reviewer": reviewer, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "reason": reason[:4000]}
+        self.client.set_model_version_tag(self.name, str(version), REVIEW_TAG, json.dumps(record))
+        return record
+
+    def approve(self, version: str, reviewer: str, reason: str, dagster_run_id: str | None = None) -> dict:
+        """Make `version` the champion (the caller has checked that it may be): champion moves, the candidate
+        alias is removed when it pointed there, and the version's review state becomes approved. -> the
+        champion move's history record."""
+        record = self.move_alias("champion", version, reason, dagster_run_id, reviewer=reviewer, action="approve")
+        cand = self.alias("candidate")
+        if cand is not None and str(cand.version) == str(version):
+            self.move_alias("candidate", None, f"approved as champion: {reason}", dagster_run_id, reviewer=reviewer,
+                            action="approve")
+        self.set_review_state(version, "approved", reviewer, reason)
         return record
 
     def history(self) -> list[dict]:

@@ -1,6 +1,7 @@
 """registered_model: the latest encoder as a version of an MLflow registered model, with its probe report,
-model card, plots, dataset inputs and lineage tags; alias `challenger`, and `champion` moved only when the
-gate passes (ssl_ops.review.gate). Each alias move is recorded (assets/mlflow_registry.py).
+model card, plots, dataset inputs and lineage tags; alias `challenger`; when the gate passes
+(ssl_ops.review.gate) alias `candidate`, and `champion` once a reviewer approves it (or at once with
+`registry: {approval: auto}`). Each alias move is recorded (assets/mlflow_registry.py).
 
 Everything is logged to the encoder's training run, so one MLflow run holds the training curves, the
 probes and the model. Re-materializing with the same encoder registers nothing new.
@@ -18,7 +19,7 @@ import numpy as np
 
 from assets.config import config_from_dataclass
 from assets.lineage import batch_lineage, git_sha, leakage_finding, require_upstream
-from assets.mlflow_registry import GATE_TAG, RUN_KEY_TAG, Registry
+from assets.mlflow_registry import AUTO_REVIEWER, GATE_TAG, RUN_KEY_TAG, Registry
 from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
 from assets.resources import PipelineHome
 from ssl_ops.escape import MlflowKeys
@@ -43,14 +44,17 @@ def _requirements() -> list[str]:
     return out
 
 
-def build_registered_model(gate_defaults: dict | None = None) -> dg.AssetsDefinition:
+def build_registered_model(gate_defaults: dict | None = None, approval: str = "human") -> dg.AssetsDefinition:
+    """approval: "human" (the gate's pass makes the version the `candidate`; `champion` moves when a reviewer
+    approves it) or "auto" (the gate's pass moves `champion` as well, recorded as approved by AUTO_REVIEWER)."""
     GateRunConfig = config_from_dataclass(GateConfig, "GateRunConfig", gate_defaults)
 
     @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"mlflow"},
               deps=["probe_report", "ssl_encoder", "eval_images"],
               description="The latest encoder as a new version of the MLflow registered model (pyfunc returning "
                           "embeddings, signature, input example, model card, plots, dataset inputs, lineage tags), "
-                          "alias challenger; alias champion moved only when the gate passes.")
+                          "alias challenger; the gate's pass makes it the candidate, and champion moves when a "
+                          "reviewer approves (sslpipe approve), or at once with registry.approval: auto.")
     def registered_model(context: dg.AssetExecutionContext, config: GateRunConfig, home: PipelineHome,
                          mlflow: MlflowTracking) -> dg.MaterializeResult:
         try:
@@ -101,12 +105,22 @@ def build_registered_model(gate_defaults: dict | None = None) -> dg.AssetsDefini
             version = str(existing.version)
             context.log.info(f"registered_model: finishing version {version}, registered by an earlier attempt")
         card = model_card(reg.name, version, report, decision, training, train_cfg, lineage,
-                          champion_version=str(champ.version) if champ else None)
+                          champion_version=str(champ.version) if champ else None, approval=approval)
         reg.client.update_model_version(reg.name, version, description=card[:60000])
         reg.client.log_text(enc["mlflow_run_id"], card, "model_card.md")
         reg.move_alias("challenger", version, f"registered by Dagster run {context.run_id}", context.run_id)
         if decision.passed:
-            reg.move_alias("champion", version, decision.summary, context.run_id)
+            reg.move_alias("candidate", version, f"the gate passed: {decision.summary}", context.run_id, action="gate")
+            reg.set_review_state(version, "pending", None, f"the gate passed: {decision.summary}")
+            if approval == "auto":
+                reg.approve(version, AUTO_REVIEWER, f"registry.approval is auto; the gate passed: {decision.summary}",
+                            context.run_id)
+                context.log.info(f"registered_model: version {version} is the champion (registry.approval: auto)")
+            else:
+                context.log.info(f"registered_model: version {version} is the candidate, waiting for a reviewer: "
+                                 f"sslpipe review {reg.name} / sslpipe approve {reg.name}@{version} --reason ...")
+        else:
+            reg.set_review_state(version, "gate_failed", None, decision.summary)
         record = decision.to_dict()
         reg.client.set_model_version_tag(reg.name, version, "sslpipe.gate_summary", decision.summary[:5000])
         reg.client.set_model_version_tag(reg.name, version, GATE_TAG, json.dumps(
@@ -236,7 +250,8 @@ def _materialization(reg: Registry, version: str, record: dict, run_key: str, en
                      card: str | None = None) -> dg.MaterializeResult:
     champ = reg.alias("champion")
     md = {"model_name": reg.name, "version": str(version), "run_key": run_key,
-          "champion_version": str(champ.version) if champ else "none", "promoted": bool(record.get("passed")),
+          "champion_version": str(champ.version) if champ else "none", "gate_passed": bool(record.get("passed")),
+          "review": reg.review_state(str(version)).get("status", "none"),
           "gate": record.get("summary", ""), "reused": reused,
           "model_version": dg.MetadataValue.url(reg.tracking.version_url(str(version))),
           "mlflow_run": dg.MetadataValue.url(enc["mlflow_run"]) if enc.get("mlflow_run") else "",

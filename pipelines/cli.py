@@ -31,6 +31,18 @@ def _settings(a: argparse.Namespace):
     return s.with_config_file(getattr(a, "config", None))
 
 
+def _demo_config(root) -> str:
+    """The demo's config file in its home: approval auto (nobody reviews a demo), written once."""
+    from pathlib import Path
+
+    p = Path(root) / "demo.yaml"
+    if not p.is_file():
+        p.write_text("# sslpipe demo: the gate's pass makes the champion without a reviewer.\n"
+                     "# Without this file (sslpipe run), a person approves: sslpipe review, sslpipe approve.\n"
+                     "registry:\n  approval: auto\n")
+    return str(p)
+
+
 def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     from pipelines.runner import run_pipeline
 
@@ -112,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                                       "rebuild commands")
     ver.add_argument("--quick", action="store_true",
                      help="indexes, sizes and sha256 only; skip reading back and decoding every member")
+    from pipelines import lineage_cli, review_cli  # each adds its commands, with a `handler` (args -> exit status)
+
+    review_cli.add_commands(sub)
+    lineage_cli.add_commands(sub)
     a = p.parse_args(argv)
+    if getattr(a, "handler", None) is not None:
+        return a.handler(a)
     if a.command == "verify":
         from pipelines.settings import SettingsError
 
@@ -134,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             w = write_demo(s.home)
             print(f"demo data in {s.home.root}: batches {w['batches']}, eval {w['eval']} labeled images "
                   f"({w['moved_to_train']} near-copies of training images kept out of eval)")
+            if a.config is None:
+                s = s.with_config_file(_demo_config(s.home.root))
+            approval = (s.registry or {}).get("approval", "human")
+            print(f"approval: {approval}" + (" (the demo's config, so that the gate's pass makes the champion at "
+                                             "once; `sslpipe run` waits for a reviewer: sslpipe review / approve)"
+                                             if approval == "auto" else " (champion moves when you run sslpipe approve)"))
             return _run(s, None, None, a.verbose)
         return _run(s, a.select, a.batches, a.verbose)
     except (SettingsError, ContractError, FileNotFoundError) as e:

@@ -11,7 +11,7 @@ from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches, build_ass
 from data_contracts import load_contract
 from pipelines.console_log import sslpipe_console
 from pipelines.sensors import build_landing_sensor
-from pipelines.settings import Settings, gate_defaults, resources_for, train_defaults
+from pipelines.settings import Settings, approval_mode, gate_defaults, resources_for, train_defaults
 
 BATCH_JOB = "ingest_batch"
 EVAL_JOB = "ingest_eval"
@@ -38,7 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                                         description="Check that no eval image is in any training shard."))
     return dg.Definitions(
         assets=build_assets(contract, eval_contract, settings.shards, train_defaults(settings.train),
-                            settings.probe, gate_defaults(settings.registry)),
+                            settings.probe, gate_defaults(settings.registry), approval_mode(settings.registry)),
         asset_checks=checks,
         jobs=jobs,
         sensors=[build_landing_sensor(ingest_batch)],

@@ -27,6 +27,11 @@ from ssl_ops.shards import ShardConfig
 ENVIRONMENTS = ("local",)
 CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry"}
 DEFAULT_MODEL_NAME = "ssl-encoder"
+# registry.approval: "human" (the default): the gate's pass makes a version the `candidate`, and `champion` moves
+# only when a reviewer approves it (`sslpipe approve`); "auto": the gate's pass moves `champion` too (the demo).
+APPROVAL_MODES = ("human", "auto")
+DEFAULT_APPROVAL = "human"
+REGISTRY_KEYS = ("model_name", "approval")  # the registry section's keys that are not GateConfig fields
 WINDOW_KEYS = ("batches", "last_batches")  # in the train section: which batches ssl_encoder trains on
 # The pipeline's default training: the demo's. The digits are 8x8 scans, so 16 px loses nothing; no horizontal
 # flips (a mirrored digit is another symbol), tilts of up to 15 degrees (handwriting slants) and crops of at
@@ -168,8 +173,12 @@ def _registry_section(registry, p: Path) -> dict | None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\- ]{0,255}", name) or name != name.strip():
         raise SettingsError(f"{p}: registry.model_name {name!r} is not a usable MLflow model name: use letters, "
                             f"digits, '_', '-', '.' and spaces (no '/' or ':'), e.g. ssl-encoder")
-    _dataclass_section("registry", {k: v for k, v in registry.items() if k != "model_name"}, GateConfig, p,
-                       "{primary_metric: linear, tolerance: 0.01}", extra=("model_name",))
+    approval = registry.get("approval", DEFAULT_APPROVAL)
+    if approval not in APPROVAL_MODES:
+        raise SettingsError(f"{p}: registry.approval must be one of {list(APPROVAL_MODES)} (human: `champion` moves only "
+                            f"when a reviewer runs `sslpipe approve`; auto: the gate's pass moves it), got {approval!r}")
+    _dataclass_section("registry", {k: v for k, v in registry.items() if k not in REGISTRY_KEYS}, GateConfig, p,
+                       "{primary_metric: linear, tolerance: 0.01}", extra=REGISTRY_KEYS)
     return dict(registry)
 
 
@@ -196,8 +205,13 @@ def _dataclass_section(name: str, d, dc: type, p: Path, example: str, extra: tup
 
 
 def gate_defaults(registry: dict | None) -> dict:
-    """The registry section less model_name: the GateConfig keys (launchpad defaults of registered_model)."""
-    return {k: v for k, v in (registry or {}).items() if k != "model_name"}
+    """The registry section less model_name and approval: the GateConfig keys (launchpad defaults of
+    registered_model)."""
+    return {k: v for k, v in (registry or {}).items() if k not in REGISTRY_KEYS}
+
+
+def approval_mode(registry: dict | None) -> str:
+    return (registry or {}).get("approval", DEFAULT_APPROVAL)
 
 
 def train_defaults(train: dict | None) -> dict:

@@ -62,11 +62,17 @@ def group_tables(report: dict) -> str:
 
 
 def model_card(name: str, version: str | None, report: dict, decision: GateDecision, training: dict, config: dict,
-               lineage: dict, champion_version: str | None = None) -> str:
+               lineage: dict, champion_version: str | None = None, approval: str = "human") -> str:
+    """approval: "human" (a passing version becomes the candidate, champion once a reviewer approves) or "auto"."""
     m = report["model"]
     h = report["health"]
     split = report["split"]
-    verdict = "**promoted to champion**" if decision.passed else "**not promoted** (stays challenger)"
+    if not decision.passed:
+        verdict = "**not promoted** (stays challenger)"
+    elif approval == "auto":
+        verdict = "**passed: promoted to champion** (registry.approval: auto, no reviewer)"
+    else:
+        verdict = f"**passed: candidate**, champion once a reviewer approves it (`sslpipe approve {name}@{version}`)"
     checks = "\n".join(f"- {'pass' if c['passed'] else 'FAIL'} {md_code(c['name'])}: {md_code(c['detail'])}"
                        for c in decision.checks)
     notes = "".join(f"\n- note: {md_text(n)}" for n in decision.notes)

@@ -59,8 +59,8 @@ class GateDecision:
     @property
     def summary(self) -> str:
         if self.passed:
-            return f"promoted: passed {', '.join(c['name'] for c in self.checks)} (against the {self.against})"
-        return "not promoted: " + "; ".join(f"{c['name']}: {c['detail']}" for c in self.failed)
+            return f"passed {', '.join(c['name'] for c in self.checks)} (against the {self.against})"
+        return "failed: " + "; ".join(f"{c['name']}: {c['detail']}" for c in self.failed)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary}
