@@ -12,15 +12,16 @@ from assets.mlflow_tracking import MlflowTracking
 from assets.partitions import batches
 from assets.probe_report import build_probe_report
 from assets.raw_images import build_raw_images
+from assets.records import RecordIOManager
 from assets.registered_model import build_registered_model
 from assets.resources import PipelineHome
 from assets.ssl_encoder import build_ssl_encoder
 from assets.validated_images import build_validated_images
 from data_contracts import Contract
 
-BATCH_ASSETS = ("raw_images", "validated_images", "bias_report", "image_shards")
+BATCH_ASSETS = ("raw_images", "validated_images", "bias_report", "image_shards")  # partitioned by batch
 GLOBAL_ASSETS = ("eval_images",)
-TRAIN_ASSETS = ("ssl_encoder", "probe_report", "registered_model")
+TRAIN_ASSETS = ("eval_leakage", "ssl_encoder", "probe_report", "registered_model")
 
 
 def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: dict | None = None,
@@ -30,14 +31,9 @@ def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: di
     probe_defaults: ssl_ops.probes.report.ProbeConfig keys; gate_defaults: ssl_ops.review.GateConfig keys."""
     return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract),
             build_image_shards(eval_contract, shard_defaults, links=contract.links), build_eval_images(eval_contract),
-            build_ssl_encoder(train_defaults), build_probe_report(probe_defaults),
+            build_eval_leakage(eval_contract), build_ssl_encoder(train_defaults), build_probe_report(probe_defaults),
             build_registered_model(gate_defaults, approval)]
 
 
-def build_checks(eval_contract: Contract) -> list[dg.AssetChecksDefinition]:
-    """Checks that run on their own (not inside an asset's materialization)."""
-    return [build_eval_leakage(eval_contract)] if "leakage" in eval_contract.checks else []
-
-
-__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "TRAIN_ASSETS", "MlflowTracking", "PipelineHome", "batches", "build_assets",
-           "build_checks"]
+__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "TRAIN_ASSETS", "MlflowTracking", "PipelineHome", "RecordIOManager",
+           "batches", "build_assets"]

@@ -1,11 +1,14 @@
-"""eval_images: the labeled evaluation set, ingested and contract-checked (its leakage check: assets/eval_leakage.py)."""
+"""eval_images: the labeled evaluation set, ingested and contract-checked; its record (assets/records.EvalSet) goes
+to eval_leakage, probe_report and registered_model."""
 
 from collections import Counter
 
 import dagster as dg
 
 from assets.checks import check_result, check_specs
+from assets.policies import IO_RETRY, failure
 from assets.raw_images import INGEST_POOL, limits_from, progress_logger
+from assets.records import EvalSet
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from data_contracts.ge_suite import VALIDATION_CHECKS, validate_manifest
@@ -17,14 +20,14 @@ from ssl_ops.manifest import write_table_atomic
 
 def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
 
-    @dg.asset(group_name="eval", code_version="1", kinds={"parquet"}, pool=INGEST_POOL,
+    @dg.asset(group_name="eval", code_version="1", kinds={"parquet"}, pool=INGEST_POOL, retry_policy=IO_RETRY,
               check_specs=check_specs(contract, "eval_images", VALIDATION_CHECKS),
               description=f"The labeled eval set (class folders or labels.csv), ingested and validated against "
-                          f"{contract.label}. Its leakage check (assets/eval_leakage.py) runs on its own.")
-    def eval_images(context: dg.AssetExecutionContext, home: PipelineHome) -> dg.MaterializeResult:
+                          f"{contract.label}. The leakage decision (eval_leakage) compares it with every training shard.")
+    def eval_images(context: dg.AssetExecutionContext, home: PipelineHome):  # -> MaterializeResult with value=EvalSet
         h = home.paths()
         if not h.eval_dir.is_dir():
-            raise dg.Failure(f"eval folder {h.eval_dir} does not exist: put the labeled set there as class folders "
+            raise failure(f"eval folder {h.eval_dir} does not exist: put the labeled set there as class folders "
                              "(<class>/<image>) or as images + labels.csv (path,label[,group columns])")
         result = scan_eval(h.eval_dir, limits_from(contract), workers=home.workers or None,
                            progress=progress_logger(context.log, "eval_images"), links=contract.links)
@@ -43,6 +46,8 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
         per_class = dict(sorted(Counter(labels).items()))
         groups = [c.removeprefix("attr_") for c in result.accepted.column_names if c.startswith("attr_") and c != "attr_label"]
         return dg.MaterializeResult(
+            value=EvalSet(digest=digest, manifest=str(h.accepted_path(EVAL_BATCH)), images=result.accepted.num_rows,
+                          classes=len(per_class), groups=groups),
             data_version=dg.DataVersion(digest),
             check_results=results,
             metadata={"eval_digest": digest, "files_seen": result.seen, "accepted": result.accepted.num_rows,

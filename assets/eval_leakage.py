@@ -1,7 +1,10 @@
-"""eval_images:leakage: no eval image in any training shard (sha256, or pHash within the contract's distance).
+"""eval_leakage: the leakage decision, an asset of its own with a blocking check `leakage`: no eval image in
+any training shard (sha256, or pHash within the contract's distance).
 
-A check of its own, not part of the eval_images materialization, so that it runs after the shards are final:
-`sslpipe run` runs it last, and in the UI it is the `check_eval_leakage` job or the check's own button.
+It depends on every image_shards partition and on eval_images, so Dagster runs it after the shards are final;
+ssl_encoder depends on it (its check blocks training in the same run) and takes the decision as a typed input
+(assets/records.py), which says on which eval set and which shard index digests it was decided: training
+refuses batches whose shards changed since.
 
 It relies on the shard indexes (which samples were left out) and on the shards themselves, so it verifies
 them first: each index's digest and counts, each shard's size and sha256, and it takes the samples from the
@@ -10,6 +13,7 @@ index or shard, or a shard holding a sample its manifest lacks, fails the check 
 that rebuilds it: a leak could hide there.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,8 +23,11 @@ import pyarrow.compute as pc
 
 from assets.checks import check_result
 from assets.partitions import batches
+from assets.policies import failure
+from assets.records import EvalSet, LeakageDecision
 from assets.resources import PipelineHome
 from data_contracts import Contract
+from ssl_ops.atomic import atomic_write
 from ssl_ops.escape import terminal
 from ssl_ops.evalset import eval_digest
 from ssl_ops.home import EVAL_BATCH
@@ -29,11 +36,11 @@ from ssl_ops.manifest import read_manifest
 from ssl_ops.shards.verify import shard_sample_ids, verify_batch
 
 
-def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[pa.Table, list[str], list[str]]:
+def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[pa.Table, dict[str, str], list[str]]:
     """The samples in training shards now: the manifest rows of the sample ids each sharded batch's (verified)
-    shards hold. -> (table, batches, damaged: 'path: what; rebuild with: command')."""
+    shards hold. -> (table, {batch: index digest}, damaged: 'path: what; rebuild with: command')."""
     h = home.paths()
-    tables, names, damaged = [], [], []
+    tables, names, damaged = [], {}, []
     for b in instance.get_dynamic_partitions(batches.name):
         if not h.shard_index_path(b).is_file():
             continue
@@ -51,37 +58,55 @@ def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[p
             damaged.append(f"{h.shard_dir(b)}: its shards hold {len(ids) - t.num_rows} sample(s) that its manifest "
                            f"lacks (cannot be checked for leakage). Rebuild with: {check.rebuild}")
         tables.append(t)
-        names.append(b)
+        names[b] = check.digest
     return (pa.concat_tables(tables) if tables else empty_train_table()), names, damaged
 
 
-def build_eval_leakage(contract: Contract) -> dg.AssetChecksDefinition:
+def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
     bits = contract.leakage_bits if contract.leakage_bits is not None else 4
+    blocking = contract.blocking("leakage")
 
-    @dg.asset_check(asset="eval_images", name="leakage", blocking=contract.blocking("leakage"),
-                    description=f"No eval image is in a training shard, by sha256 or within {bits} pHash bits "
-                                f"({contract.checks.get('leakage', 'warn')}, {contract.label}).")
-    def leakage(context: dg.AssetCheckExecutionContext, home: PipelineHome) -> dg.AssetCheckResult:
+    @dg.asset(group_name="eval", code_version="2", kinds={"webdataset"},
+              deps=[dg.AssetDep("image_shards", partition_mapping=dg.AllPartitionMapping())],
+              check_specs=[dg.AssetCheckSpec("leakage", asset="eval_leakage", blocking=blocking,
+                                             description=f"No eval image is in a training shard, by sha256 or within "
+                                                         f"{bits} pHash bits ({contract.checks.get('leakage', 'warn')}, "
+                                                         f"{contract.label}).")],
+              description="The leakage decision: is any eval image (sha256, or pHash within the contract's bits) in the "
+                          "shards of any batch, as they are now? Its check blocks training (ssl_encoder) when it "
+                          "fails; every pair is listed in reports/eval/leakage.json.")
+    def eval_leakage(context: dg.AssetExecutionContext, home: PipelineHome, eval_images: EvalSet):  # -> MaterializeResult with value=LeakageDecision
         h = home.paths()
-        if not h.accepted_path(EVAL_BATCH).is_file():
-            raise dg.Failure("the eval set has not been ingested: materialize eval_images first")
-        train, trained, damaged = sharded_samples(home, context.instance)
-        eval_table = read_manifest(h.accepted_path(EVAL_BATCH))
+        train, digests, damaged = sharded_samples(home, context.instance)
+        eval_table = read_manifest(Path(eval_images.manifest))
+        if eval_digest(eval_table) != eval_images.digest:
+            raise failure(f"eval_leakage: the eval manifest {eval_images.manifest} changed since eval_images "
+                          f"recorded it; materialize eval_images again")
         leak_file = h.report_dir(EVAL_BATCH) / "leakage.json"
-        leak_file.parent.mkdir(parents=True, exist_ok=True)
         if damaged:  # the verdict would rest on data that is not what image_shards wrote: no pass
-            leak_file.write_text(json.dumps({"passed": False, "damaged": damaged, "eval_digest": eval_digest(eval_table),
-                                             "batches_checked": trained}, indent=2))
-            return check_result(contract, "leakage", False, "damaged shard data, leakage not verifiable: "
-                                + " | ".join(terminal(d) for d in damaged), damaged=len(damaged), batches_checked=trained)
-        leaks = find_leaks(eval_table, train, bits)
-        # the record registered_model's gate reads: passed, on which eval set, against which batches' shards
-        leak_file.write_text(json.dumps({**leaks.__dict__, "passed": leaks.passed, "eval_digest": eval_digest(eval_table),
-                                         "batches_checked": trained}, indent=2))
-        why = leaks.summary() if leaks.passed else (
-            f"{leaks.summary()}. Every pair: {leak_file}. Re-run those batches (image_shards leaves copies of eval "
-            f"images out), or remove the images from the eval set.")
-        return check_result(contract, "leakage", leaks.passed, why, exact=len(leaks.exact), near=len(leaks.near),
-                            batches_checked=trained)
+            record = {"passed": False, "damaged": damaged, "eval_digest": eval_images.digest, "batches_checked": digests}
+            why = "damaged shard data, leakage not verifiable: " + " | ".join(terminal(d) for d in damaged)
+            exact = near = 0
+        else:
+            leaks = find_leaks(eval_table, train, bits)
+            record = {**leaks.__dict__, "passed": leaks.passed, "eval_digest": eval_images.digest,
+                      "batches_checked": digests}
+            why = leaks.summary() if leaks.passed else (
+                f"{leaks.summary()}. Every pair: {leak_file}. Re-run those batches (image_shards leaves copies of eval "
+                f"images out), or remove the images from the eval set.")
+            exact, near = len(leaks.exact), len(leaks.near)
+        atomic_write(leak_file, lambda f: f.write(json.dumps(record, indent=2).encode()))
+        decision = LeakageDecision(passed=bool(record["passed"]), blocking=blocking, eval_digest=eval_images.digest,
+                                   batches=digests, exact=exact, near=near, damaged=damaged, summary=why[:2000],
+                                   report=str(leak_file))
+        context.log.info(f"eval_leakage: {why}")
+        return dg.MaterializeResult(
+            value=decision,
+            data_version=dg.DataVersion(hashlib.sha256(json.dumps(
+                [decision.passed, decision.eval_digest, sorted(digests.items())]).encode()).hexdigest()[:32]),
+            check_results=[check_result(contract, "leakage", decision.passed, why, exact=exact, near=near,
+                                        damaged=len(damaged), batches_checked=sorted(digests))],
+            metadata={"passed": decision.passed, "exact": exact, "near": near, "batches_checked": len(digests),
+                      "eval_digest": eval_images.digest, "pairs": dg.MetadataValue.path(str(leak_file))})
 
-    return leakage
+    return eval_leakage

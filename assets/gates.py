@@ -41,12 +41,12 @@ def require_gates_passed(home: Home, batch: str, manifest_digest: str) -> None:
     """Raise dg.Failure unless both gates ran on this manifest and no blocking check of theirs failed."""
     failed = blocking_failures(home, batch)
     if failed:
-        raise dg.Failure(f"batch {batch!r} failed blocking check(s), so it is not sharded: " + " | ".join(failed))
+        raise failure(f"batch {batch!r} failed blocking check(s), so it is not sharded: " + " | ".join(failed))
     for asset in GATES:
         p = home.report_dir(batch) / f"{asset}.checks.json"
         if not p.is_file():
-            raise dg.Failure(f"{asset} has not run for batch {batch!r}: materialize it before image_shards "
+            raise failure(f"{asset} has not run for batch {batch!r}: materialize it before image_shards "
                              f"(or run the whole ingest_batch job)")
         if json.loads(p.read_text())["manifest_digest"] != manifest_digest:
-            raise dg.Failure(f"{asset} last ran on an older manifest of batch {batch!r} (raw_images was re-run since): "
+            raise failure(f"{asset} last ran on an older manifest of batch {batch!r} (raw_images was re-run since): "
                              f"materialize validated_images and bias_report for it before image_shards")

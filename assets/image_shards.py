@@ -6,25 +6,25 @@ before the damage). `sslpipe verify` prints `sslpipe run --select image_shards -
 """
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
 from assets.config import config_from_dataclass
 from assets.gates import require_gates_passed
 from assets.partitions import batches
+from assets.policies import IO_RETRY
+from assets.records import EvalSet
 from assets.resources import PipelineHome
 from data_contracts import Contract
-from ssl_ops.home import EVAL_BATCH
 from ssl_ops.leakage import copies_of_eval
 from ssl_ops.manifest import read_manifest, table_digest
 from ssl_ops.shards import ShardConfig, shard_batch
 
 
-def eval_copies(h, batch: str, manifest, bits: int) -> list[dict]:
+def eval_copies(eval_set: EvalSet, manifest, bits: int) -> list[dict]:
     """This batch's images that are copies of eval images (sha256, or pHash within `bits`): never trained on."""
-    if not h.accepted_path(EVAL_BATCH).is_file():
-        return []
-    return copies_of_eval(read_manifest(h.accepted_path(EVAL_BATCH)), manifest, bits)
+    return copies_of_eval(read_manifest(Path(eval_set.manifest)), manifest, bits)
 
 
 def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = None,
@@ -35,16 +35,18 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
 
     @dg.asset(partitions_def=batches, group_name="data", code_version="1",
               deps=["raw_images", "validated_images", "bias_report"], kinds={"webdataset"},
+              retry_policy=IO_RETRY,
               description="Deterministic, atomic WebDataset tar shards of the accepted samples (original bytes + a "
                           ".json of attributes) with index.json (per shard: samples, bytes, sha256). Written only "
                           "when the batch passed its blocking checks; copies of eval images are left out and listed; "
                           "unchanged input is not re-sharded; damaged shards or a hand-edited index are rewritten.")
-    def image_shards(context: dg.AssetExecutionContext, config: ShardRunConfig, home: PipelineHome) -> dg.MaterializeResult:
+    def image_shards(context: dg.AssetExecutionContext, config: ShardRunConfig, home: PipelineHome,
+                     eval_images: EvalSet) -> dg.MaterializeResult:
         h = home.paths()
         batch = context.partition_key
         manifest = read_manifest(h.accepted_path(batch))
         require_gates_passed(h, batch, table_digest(manifest))
-        exclude = eval_copies(h, batch, manifest, bits)
+        exclude = eval_copies(eval_images, manifest, bits)
         if exclude:
             context.log.warning(f"image_shards[{batch}]: {len(exclude)} image(s) are copies of eval images and are left "
                                 f"out of the shards (listed in index.json 'excluded'), e.g. {exclude[0]['path']} ~ "

@@ -1,31 +1,13 @@
-"""Lineage read back from the Dagster instance and the home: what an asset upstream last materialized, and
-the digests and versions that tie a model to its data and code."""
+"""Lineage: the digests and versions that tie a model to its data and code."""
 
 import functools
 import json
 import subprocess
 from pathlib import Path
 
-import dagster as dg
 
-from ssl_ops.home import EVAL_BATCH, Home
-
-
-def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict | None:
-    """The raw metadata values of the asset's latest materialization (None if it was never materialized)."""
-    ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
-    if ev is None or ev.asset_materialization is None:
-        return None
-    return {k: getattr(v, "value", v) for k, v in ev.asset_materialization.metadata.items()} | {
-        "_run_id": ev.run_id}
-
-
-def require_upstream(instance: dg.DagsterInstance, asset: str, needed_by: str) -> dict:
-    md = latest_metadata(instance, asset)
-    if md is None:
-        raise dg.Failure(f"{needed_by}: {asset} has never been materialized; materialize it first "
-                         f"(sslpipe run, or the train_encoder job)")
-    return md
+from assets.records import LeakageDecision, TrainedEncoder
+from ssl_ops.home import Home
 
 
 @functools.cache
@@ -54,18 +36,13 @@ def batch_lineage(h: Home, batches: list[str]) -> tuple[dict, dict]:
     return manifests, contracts
 
 
-def leakage_finding(h: Home, batches: list[str], eval_digest: str) -> tuple[bool, str]:
-    """Did the eval set's leakage check pass, on this eval set, against every batch the model trained on?"""
-    p = h.report_dir(EVAL_BATCH) / "leakage.json"
-    if not p.is_file():
-        return False, "the eval set's leakage check has not run (job check_eval_leakage)"
-    rec = json.loads(p.read_text())
-    if rec.get("eval_digest") != eval_digest:
-        return False, "the leakage check ran on another version of the eval set; run check_eval_leakage again"
-    missing = [b for b in batches if b not in rec.get("batches_checked", [])]
+def leakage_finding(decision: LeakageDecision, encoder: TrainedEncoder, eval_digest: str) -> tuple[bool, str]:
+    """Did the leakage decision pass, on this eval set, against the shards (as trained on) of every batch?"""
+    if decision.eval_digest != eval_digest:
+        return False, "the leakage decision was made on another version of the eval set; materialize eval_leakage"
+    missing = [b for b in encoder.batches if not decision.covers(b, encoder.shard_index_digests[b])]
     if missing:
-        return False, f"the leakage check did not cover batch(es) {missing}; run check_eval_leakage again"
-    if not rec.get("passed"):
-        return False, (f"{len(rec.get('exact', []))} eval image(s) identical to and {len(rec.get('near', []))} "
-                       f"near-identical to training images (see {p})")
-    return True, f"no eval image in the shards of {len(batches)} batch(es) ({rec['eval_images']} eval images checked)"
+        return False, f"the leakage decision did not cover the shards of batch(es) {missing}; materialize eval_leakage"
+    if not decision.passed:
+        return False, decision.summary
+    return True, f"no eval image in the shards of {len(encoder.batches)} batch(es)"

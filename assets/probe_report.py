@@ -11,9 +11,10 @@ import json
 import dagster as dg
 
 from assets.config import config_from_dataclass
-from assets.lineage import require_upstream
 from assets.mlflow_registry import RUN_KEY_TAG, Registry
 from assets.mlflow_tracking import MlflowTracking
+from assets.policies import TRACKING_RETRY, failure
+from assets.records import EvalSet, ProbeResult, TrainedEncoder
 from assets.resources import PipelineHome
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.manifest import read_manifest
@@ -28,21 +29,18 @@ CODE_VERSION = "1"
 def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinition:
     ProbeRunConfig = config_from_dataclass(ProbeConfig, "ProbeRunConfig", probe_defaults)
 
-    @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"pytorch"},
-              deps=["ssl_encoder", "eval_images"],
+    @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"pytorch"}, retry_policy=TRACKING_RETRY,
               description="kNN (k=20, 200) and linear probes of the latest encoder's frozen features on the eval "
                           "set with 1%/10%/100% of the labels, per-group accuracy, bootstrap intervals and health, "
                           "beside raw pixels, a random-init encoder and the registered champion on the same split.")
     def probe_report(context: dg.AssetExecutionContext, config: ProbeRunConfig, home: PipelineHome,
-                     mlflow: MlflowTracking) -> dg.MaterializeResult:
+                     mlflow: MlflowTracking, ssl_encoder: TrainedEncoder, eval_images: EvalSet) -> dg.MaterializeResult[ProbeResult]:
         try:
             pcfg = config.to_library()
         except ValueError as e:
-            raise dg.Failure(str(e)) from None
+            raise failure(str(e)) from None
         h = home.paths()
-        enc = require_upstream(context.instance, "ssl_encoder", "probe_report")
-        ev = require_upstream(context.instance, "eval_images", "probe_report")
-        run_key, eval_digest = enc["run_key"], ev["eval_digest"]
+        enc, run_key, eval_digest = ssl_encoder, ssl_encoder.run_key, eval_images.digest
 
         reg = Registry(mlflow)
         champ = reg.alias("champion")
@@ -59,7 +57,7 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             context.log.info(f"probe_report: reusing {path} (same encoder, eval set, champion and config)")
             report = json.loads(path.read_text())
         else:
-            encoder, meta = load_encoder(enc["encoder"])  # only when probing: a reused report needs no weights
+            encoder, meta = load_encoder(enc.encoder)  # only when probing: a reused report needs no weights
             data = load_eval_arrays(read_manifest(h.accepted_path(EVAL_BATCH)), h.eval_dir, meta["image_size"])
             champion = None
             if champ is not None:
@@ -70,7 +68,7 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             report = run_probes(encoder, meta, data, seed=pcfg.seed, test_fraction=pcfg.test_fraction,
                                 draws=pcfg.draws, champion=champion,
                                 progress=lambda msg: context.log.info(f"probe_report: {msg}"))
-            report.update({"run_key": run_key, "eval_digest": eval_digest, "method": enc["method"],
+            report.update({"run_key": run_key, "eval_digest": eval_digest, "method": enc.method,
                            "champion_version": str(champ.version) if champ else None, "probe_config": pcfg.__dict__})
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -78,6 +76,8 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             tmp.replace(path)
         m = report["model"]
         return dg.MaterializeResult(
+            value=ProbeResult(key=key, report=str(path), run_key=run_key, eval_digest=eval_digest,
+                              champion_version=report["champion_version"]),
             data_version=dg.DataVersion(key),
             metadata={
                 "report": dg.MetadataValue.path(str(path)), "run_key": run_key, "eval_digest": eval_digest,

@@ -4,7 +4,8 @@
 import dagster as dg
 
 from assets.gates import blocking_failures
-from assets.partitions import batches, earlier_batches
+from assets.partitions import batches
+from assets.policies import IO_RETRY, failure
 from assets.resources import PipelineHome
 from data_contracts import Contract
 from ssl_ops.ingest import ImageLimits, scan_batch
@@ -34,9 +35,10 @@ def progress_logger(log, what: str, every: float = 0.1):
 
 
 def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
-    # pool: one ingestion at a time across runs (sensor, backfills), so that each batch is checked for
-    # duplicates against the batches before it, and the cores are not shared by two scans.
+    # pool: one ingestion at a time across runs (sensor, backfills), so that two batches never take the same image
+    # at once, and the cores are not shared by two scans.
     @dg.asset(partitions_def=batches, group_name="data", code_version="1", kinds={"parquet"}, pool=INGEST_POOL,
+              retry_policy=IO_RETRY,
               description="Every file of a landing batch: sha256, bytes, format, size, mode, pHash and sidecar "
                           "attributes in manifests/<batch>/accepted.parquet; every rejected file in "
                           "quarantine.parquet with its reason. accepted + quarantined = files seen.")
@@ -45,10 +47,15 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
         batch = context.partition_key
         folder = h.batch_dir(batch)
         if not folder.is_dir():
-            raise dg.Failure(f"landing folder {folder} for batch {batch!r} is missing; it was registered as a "
+            raise failure(f"landing folder {folder} for batch {batch!r} is missing; it was registered as a "
                              f"partition but its files are gone. Restore it, or delete the partition.")
-        # Earlier batches that a blocking check rejected do not count: their images may land again, fixed.
-        prior_batches = [b for b in earlier_batches(context.instance, batch) if not blocking_failures(h, b)]
+        # Duplicates are checked against every other batch already ingested, whatever the order batches run in (a
+        # backfill from the UI need not follow arrival order): an image belongs to the batch that ingested it first,
+        # and re-ingesting either batch later keeps it there (the other quarantined it). One ingestion runs at a
+        # time (pool INGEST_POOL), so two batches never take the same image at once. Batches that a blocking check
+        # rejected do not count: their images may land again, fixed.
+        prior_batches = [b for b in context.instance.get_dynamic_partitions(batches.name)
+                         if b != batch and h.accepted_path(b).is_file() and not blocking_failures(h, b)]
         prior = PriorManifests({b: h.accepted_path(b) for b in prior_batches})  # one manifest in memory at a time
         result = scan_batch(folder, batch, limits_from(contract), prior=prior, workers=home.workers or None,
                             progress=progress_logger(context.log, f"raw_images[{batch}]"), links=contract.links)
@@ -58,7 +65,7 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
                                 f"name no file of the batch (their attributes are unused), e.g. "
                                 f"{', '.join(repr(p) for p in result.metadata_without_file[:3])}")
         if acc + quar != result.seen:  # the invariant users rely on: nothing is silently dropped
-            raise dg.Failure(f"accounting error in batch {batch!r}: {acc} accepted + {quar} quarantined != {result.seen} seen")
+            raise failure(f"accounting error in batch {batch!r}: {acc} accepted + {quar} quarantined != {result.seen} seen")
         write_table_atomic(result.accepted, h.accepted_path(batch))
         write_table_atomic(result.quarantine, h.quarantine_path(batch))
         digest = table_digest(result.accepted)
@@ -74,7 +81,7 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
                 "attributes": [c.removeprefix("attr_") for c in result.accepted.column_names if c.startswith("attr_")],
                 "files_without_metadata": len(result.files_without_metadata),
                 "metadata_rows_without_file": result.metadata_without_file[:50],
-                "earlier_batches_checked_for_duplicates": len(prior_batches),
+                "other_batches_checked_for_duplicates": len(prior_batches),
                 "images_per_second": round(result.seen / max(result.seconds, 1e-9), 1),
                 "manifest": dg.MetadataValue.path(str(h.accepted_path(batch))),
                 "quarantine": dg.MetadataValue.path(str(h.quarantine_path(batch))),

@@ -8,6 +8,7 @@ probes and the model. Re-materializing with the same encoder registers nothing n
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import tempfile
@@ -18,9 +19,11 @@ import dagster as dg
 import numpy as np
 
 from assets.config import config_from_dataclass
-from assets.lineage import batch_lineage, git_sha, leakage_finding, require_upstream
+from assets.lineage import batch_lineage, git_sha, leakage_finding
 from assets.mlflow_registry import AUTO_REVIEWER, GATE_TAG, RUN_KEY_TAG, Registry
 from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
+from assets.policies import TRACKING_RETRY, failure
+from assets.records import EvalSet, LeakageDecision, ProbeResult, RegisteredVersion, TrainedEncoder
 from assets.resources import PipelineHome
 from ssl_ops.escape import MlflowKeys
 from ssl_ops.home import EVAL_BATCH
@@ -50,26 +53,25 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
     GateRunConfig = config_from_dataclass(GateConfig, "GateRunConfig", gate_defaults)
 
     @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"mlflow"},
-              deps=["probe_report", "ssl_encoder", "eval_images"],
+              retry_policy=TRACKING_RETRY,
               description="The latest encoder as a new version of the MLflow registered model (pyfunc returning "
                           "embeddings, signature, input example, model card, plots, dataset inputs, lineage tags), "
                           "alias challenger; the gate's pass makes it the candidate, and champion moves when a "
                           "reviewer approves (sslpipe approve), or at once with registry.approval: auto.")
     def registered_model(context: dg.AssetExecutionContext, config: GateRunConfig, home: PipelineHome,
-                         mlflow: MlflowTracking) -> dg.MaterializeResult:
+                         mlflow: MlflowTracking, ssl_encoder: TrainedEncoder, probe_report: ProbeResult,
+                         eval_images: EvalSet, eval_leakage: LeakageDecision) -> dg.MaterializeResult[RegisteredVersion]:
         try:
             gate = config.to_library()
         except ValueError as e:
-            raise dg.Failure(str(e)) from None
+            raise failure(str(e)) from None
         h = home.paths()
-        enc = require_upstream(context.instance, "ssl_encoder", "registered_model")
-        probe = require_upstream(context.instance, "probe_report", "registered_model")
-        ev = require_upstream(context.instance, "eval_images", "registered_model")
-        run_key = enc["run_key"]
-        if probe["run_key"] != run_key:
-            raise dg.Failure("registered_model: the probe report is of another encoder than the latest ssl_encoder; "
-                             "materialize probe_report first")
-        report = json.loads(Path(probe["report"]).read_text())
+        enc, ev = dataclasses.asdict(ssl_encoder), {"eval_digest": eval_images.digest}
+        run_key = ssl_encoder.run_key
+        if probe_report.run_key != run_key or probe_report.eval_digest != eval_images.digest:
+            raise failure("registered_model: the probe report is of another encoder or eval set than ssl_encoder's "
+                          "and eval_images' records; materialize probe_report first")
+        report = json.loads(Path(probe_report.report).read_text())
         reg = Registry(mlflow)
 
         existing = reg.version_for(run_key)
@@ -81,11 +83,11 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
 
         champ = reg.alias("champion")
         if (str(champ.version) if champ else None) != report["champion_version"]:
-            raise dg.Failure(f"registered_model: the champion is version {champ.version if champ else 'none'} but "
+            raise failure(f"registered_model: the champion is version {champ.version if champ else 'none'} but "
                              f"the probe report compared version {report['champion_version'] or 'none'}; "
                              "materialize probe_report again")
         batches = list(enc["batches"])
-        leakage = leakage_finding(h, batches, ev["eval_digest"])
+        leakage = leakage_finding(eval_leakage, ssl_encoder, eval_images.digest)
         decision = decide(report, gate, enc["method"], leakage)
         context.log.info(f"registered_model: gate on {decision.metric}: {decision.summary}")
 
@@ -259,4 +261,6 @@ def _materialization(reg: Registry, version: str, record: dict, run_key: str, en
           "mlflow_ui": dg.MetadataValue.text(reg.tracking.ui_command())}
     if card:
         md["model_card"] = dg.MetadataValue.md(card)
-    return dg.MaterializeResult(data_version=dg.DataVersion(f"{reg.name}/{version}"), metadata=md)
+    value = RegisteredVersion(model_name=reg.name, version=str(version), run_key=run_key,
+                              gate_passed=bool(record.get("passed")), review=md["review"])
+    return dg.MaterializeResult(value=value, data_version=dg.DataVersion(f"{reg.name}/{version}"), metadata=md)

@@ -32,6 +32,8 @@ import pydantic
 from assets.gates import blocking_failures
 from assets.mlflow_tracking import MlflowTracking
 from assets.partitions import batches as batches_partitions
+from assets.policies import TRAIN_RETRY, failure
+from assets.records import LeakageDecision, TrainedEncoder
 from assets.resources import PipelineHome
 from ssl_ops.data.loader import shard_entries
 from ssl_ops.locks import file_lock
@@ -40,6 +42,7 @@ from ssl_ops.shards.verify_home import gates_passed
 from ssl_ops.train import ConfigError, ShardSource, TrainConfig, TrainingError, train
 
 CODE_VERSION = "2"  # 2: shards verified before training; the key holds each shard's sha256
+TRAIN_POOL = "sslpipe_train"  # one training at a time across runs (limit 1: the instance's dagster.yaml)
 
 
 def train_run_config(defaults: dict | None) -> type[dg.Config]:
@@ -78,7 +81,7 @@ def select_window(h, known: list[str], wanted: list[str], last: int) -> tuple[li
     verify_window."""
     unknown = [b for b in wanted if b not in known]
     if unknown:
-        raise dg.Failure(f"ssl_encoder: unknown batch(es) {unknown} in the window; known: {known}")
+        raise failure(f"ssl_encoder: unknown batch(es) {unknown} in the window; known: {known}")
     window, skipped = [], []
     for b in (wanted or known):
         index = h.shard_index_path(b)
@@ -87,7 +90,7 @@ def select_window(h, known: list[str], wanted: list[str], last: int) -> tuple[li
             skipped.append(f"{b}: failed blocking check(s): {' | '.join(failed)}")
         elif not index.is_file():
             if h.accepted_path(b).is_file() and gates_passed(h, b):  # it should have shards: never train without it
-                raise dg.Failure(f"ssl_encoder: batch {b!r} passed its checks but has no shard index at {index} "
+                raise failure(f"ssl_encoder: batch {b!r} passed its checks but has no shard index at {index} "
                                  f"(deleted, or image_shards has not run for it); not training without it. Run: "
                                  f"{rebuild_command(b, h.root, 'image_shards')}")
             skipped.append(f"{b}: no shards (image_shards has not run for it)")
@@ -119,6 +122,21 @@ def verify_window(h, window: list[dict]) -> list[dict]:
     return out
 
 
+def require_leakage_decision(decision: LeakageDecision, window: list[dict], log) -> None:
+    """Train only on shards that the leakage decision covered as they are now, and not at all when it failed
+    and the contract makes it blocking. (In the train_encoder job eval_leakage runs first, and its blocking check
+    already stops this asset when it fails; this covers a run that selects ssl_encoder alone.)"""
+    stale = [w["batch"] for w in window if not decision.covers(w["batch"], w["digest"])]
+    if stale:
+        raise failure(f"ssl_encoder: the leakage decision does not cover the shards of batch(es) {stale} as they are "
+                      f"now (sharded or rebuilt since it was made): materialize eval_leakage first (the "
+                      f"train_encoder job does)")
+    if not decision.passed:
+        if decision.blocking:
+            raise failure(f"ssl_encoder: not training: the leakage decision failed: {decision.summary}")
+        log.warning(f"ssl_encoder: the leakage decision failed (a warning in the contract): {decision.summary}")
+
+
 def run_key(cfg: TrainConfig, window: list[dict]) -> str:
     """The training's identity: code version, train config and, per batch, its index digest and every shard's
     (name, samples, sha256) as verified on disk (window entries from verify_window)."""
@@ -132,28 +150,30 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
 
     @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"pytorch", "mlflow"},
               deps=[dg.AssetDep("image_shards", partition_mapping=dg.AllPartitionMapping())],
+              pool=TRAIN_POOL, retry_policy=TRAIN_RETRY,
               description="Self-supervised pretraining (SimCLR, BYOL, MoCo v3, DINO, MAE, VICReg, Barlow Twins) on "
                           "the shards of a window of accepted batches; GPU when present, else CPU. Logs params, "
                           "per-step metrics and artifacts to MLflow; resumes from its checkpoint; does not retrain "
                           "on unchanged data and config.")
     def ssl_encoder(context: dg.AssetExecutionContext, config: TrainRunConfig, home: PipelineHome,
-                    mlflow: MlflowTracking) -> dg.MaterializeResult:
+                    mlflow: MlflowTracking, eval_leakage: LeakageDecision) -> dg.MaterializeResult[TrainedEncoder]:
         h = home.paths()
         try:
             cfg = config.to_library()
         except ConfigError as e:
-            raise dg.Failure(str(e)) from None
+            raise failure(str(e)) from None
         known = list(context.instance.get_dynamic_partitions(batches_partitions.name))
         window, skipped = select_window(h, known, list(config.batches), config.last_batches)
         for s in skipped:
             context.log.warning(f"ssl_encoder: leaving out {s}")
         if not window:
-            raise dg.Failure("ssl_encoder: no accepted batch has shards to train on; land images and run the "
+            raise failure("ssl_encoder: no accepted batch has shards to train on; land images and run the "
                              "ingest_batch job (sslpipe run) first")
         try:
             window = verify_window(h, window)
         except ShardDamaged as e:
-            raise dg.Failure(f"ssl_encoder: {e}") from None
+            raise failure(f"ssl_encoder: {e}") from None
+        require_leakage_decision(eval_leakage, window, context.log)
         key = run_key(cfg, window)
         out = h.model_dir(key)
         # one training per key: a second process waits here, then finds result.json and reuses the encoder
@@ -194,7 +214,7 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
         result = _train_and_log(context, cfg, window, samples, out, run)
     except (TrainingError, ShardDamaged) as e:
         run.finish("FAILED")
-        raise dg.Failure(f"ssl_encoder: {e}") from None
+        raise failure(f"ssl_encoder: {e}") from None
     except Exception:
         run.finish("FAILED")
         raise
@@ -242,7 +262,14 @@ def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, 
 
 
 def _materialization(key, result, window, cfg, out, mlflow, reused) -> dg.MaterializeResult:
+    record = TrainedEncoder(run_key=key, batches=[w["batch"] for w in window],
+                            shard_index_digests={w["batch"]: w["digest"] for w in window},
+                            samples=sum(w["samples"] for w in window), method=cfg.method, backbone=cfg.backbone,
+                            image_size=cfg.image_size, encoder=str(out / "encoder.pt"),
+                            mlflow_run_id=result["mlflow_run_id"], mlflow_run=result.get("mlflow_url") or "",
+                            reused=reused)
     return dg.MaterializeResult(
+        value=record,
         data_version=dg.DataVersion(key),
         metadata={
             "batches": [w["batch"] for w in window],

@@ -1,13 +1,14 @@
-"""Run the graph through Dagster against the home's instance, the way `sslpipe run` does.
+"""`sslpipe run`: register new batches, choose what to run, start it through the instance, report.
 
     outcomes = run_pipeline(Settings.from_env(home=".sslpipe"), select=["raw_images", "image_shards"])
 
-New landing folders are registered as batch partitions. The eval set runs first (so that image_shards
-leaves copies of eval images out of every batch), then the per-batch assets once per batch in arrival
-order (so duplicates are checked against earlier batches), then the eval set's leakage check on the
-final shards, and last the encoder's pretraining on the accepted batches, its probes and its registration
-(unless that check failed). Runs are
-recorded in the instance, so they show in `dagster dev`. Failed checks are collected with their reason.
+New, complete landing folders (a _READY file, or unchanged for automation.quiet_seconds) are registered as
+batch partitions. The runs are those of the jobs in pipelines/definitions.py (the ones the sensors, the
+schedule and the UI start), ordered by the assets' declared dependencies: a job runs after every job holding
+an asset upstream of one of its assets (so ingest_eval, then ingest_batch once per batch, then train_encoder,
+whose eval_leakage check blocks training when it fails). Each run is created in the instance with the code
+location's origin (pipelines/launch.py) and executed in this process, since the embedded default has no
+daemon: the UI shows it and can re-execute it. Failed checks are collected with their reason.
 
 Several `sslpipe run`s may share a home: batch registration is idempotent under a lock. Each run is tagged
 with the process executing it (sslpipe/pid, sslpipe/host), so that the next `sslpipe run` marks FAILED the
@@ -18,6 +19,7 @@ DiskFull (ssl_ops.diskfull): one line saying where and how much is free, and the
 from __future__ import annotations
 
 import contextlib
+import graphlib
 import os
 import socket
 import uuid
@@ -29,7 +31,8 @@ import dagster as dg
 
 from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches
 from assets.partitions import add_batches
-from pipelines.definitions import BATCH_JOB, EVAL_JOB, LEAKAGE_JOB, TRAIN_JOB, build_definitions
+from pipelines.definitions import BATCH_JOB, JOB_ASSETS, build_definitions
+from pipelines.launch import create_run, execute
 from pipelines.sensors import landing_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance, resources_for
 from ssl_ops.escape import terminal
@@ -73,8 +76,9 @@ def parse_selection(select: str | list[str] | None) -> list[str]:
 
 
 def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
-    """Add every usable landing folder not yet known as a partition; return the batches present, in arrival order."""
-    found, skipped = landing_batches(settings.home.landing)
+    """Add every complete, usable landing folder not yet known as a partition; return the batches present and
+    complete, in registration order."""
+    found, skipped = landing_batches(settings.home.landing, settings.auto["quiet_seconds"])
     for name, why in skipped.items():
         echo(f"skipping landing/{terminal(name)}: {terminal(why)}")
     new = add_batches(instance, found, settings.home.dagster_home / ".partitions.lock")
@@ -82,6 +86,17 @@ def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Cal
         echo(f"registered {len(new)} new batch(es): {', '.join(map(terminal, new))}")
     present = set(found)
     return [b for b in instance.get_dynamic_partitions(batches.name) if b in present]
+
+
+def job_order(defs: dg.Definitions) -> list[str]:
+    """The jobs of JOB_ASSETS ordered by the asset graph: a job after every job that holds an asset upstream of
+    one of its assets."""
+    graph = defs.resolve_asset_graph()
+    upstream = {job: {k.to_user_string() for k in dg.AssetSelection.assets(*assets).upstream().resolve(graph)}
+                for job, assets in JOB_ASSETS.items()}
+    deps = {job: {other for other, assets in JOB_ASSETS.items() if other != job and set(assets) & upstream[job]}
+            for job in JOB_ASSETS}
+    return list(graphlib.TopologicalSorter(deps).static_order())
 
 
 def root_cause(err) -> str:
@@ -143,47 +158,26 @@ def _run_pipeline(settings: Settings, selected: list[str], only_batches: list[st
     if only_batches:
         missing = [b for b in only_batches if b not in present]
         if missing:
-            raise SettingsError(f"batch(es) {missing} not found in {settings.home.landing}; present: {present}")
+            raise SettingsError(f"batch(es) {missing} not found (or not complete) in {settings.home.landing}; "
+                                f"present and complete: {present}")
         present = [b for b in present if b in only_batches]
     defs = build_definitions(settings)
     # verbose: Dagster's full event stream; otherwise only the assets' own messages (progress, findings)
     logger = "console" if log_level == "DEBUG" else "sslpipe_console"
     run_config: dict = {"loggers": {logger: {"config": {"log_level": log_level}}}}
     outcomes = []
-    glob_sel = [dg.AssetKey(a) for a in GLOBAL_ASSETS if a in selected]
-    if glob_sel:
-        echo(f"[global] running {', '.join(k.to_user_string() for k in glob_sel)}")
-        # the job's own selection (no asset_selection here: that would bring in every check of eval_images,
-        # the leakage check too, which must wait for the final shards)
-        r = _execute(defs.resolve_job_def(EVAL_JOB), settings, instance, reserve, run_config=run_config)
-        outcomes.append(_outcome(EVAL_JOB, None, r))
-        echo(_describe(outcomes[-1]))
-    batch_sel = [dg.AssetKey(a) for a in BATCH_ASSETS if a in selected]
-    if batch_sel:
-        if not present:
-            echo(f"no batch folders in {terminal(settings.home.landing)}: nothing to ingest")
-        job = defs.resolve_job_def(BATCH_JOB)
-        for b in present:
-            echo(f"[{terminal(b)}] running {', '.join(k.to_user_string() for k in batch_sel)}")
-            r = _execute(job, settings, instance, reserve, run_config=run_config, partition_key=b,
-                         asset_selection=batch_sel)
-            outcomes.append(_outcome(BATCH_JOB, b, r))
-            echo(_describe(outcomes[-1]))
-    if "eval_images" in selected and LEAKAGE_JOB in {j.name for j in defs.jobs}:
-        echo("[global] checking the eval set against every training shard")
-        r = _execute(defs.resolve_job_def(LEAKAGE_JOB), settings, instance, reserve, run_config=run_config)
-        outcomes.append(_outcome(LEAKAGE_JOB, None, r))
-        echo(_describe(outcomes[-1]))
-    train_sel = [dg.AssetKey(a) for a in TRAIN_ASSETS if a in selected]
-    if train_sel:
-        leak = [o for o in outcomes if o.job == LEAKAGE_JOB]
-        if leak and not leak[-1].success:
-            echo("[global] not training: the eval set's leakage check failed (see above)")
-        else:
-            echo(f"[global] running {', '.join(k.to_user_string() for k in train_sel)} (pretrain, probe, register)")
-            r = _execute(defs.resolve_job_def(TRAIN_JOB), settings, instance, reserve, run_config=run_config,
-                         asset_selection=train_sel)
-            outcomes.append(_outcome(TRAIN_JOB, None, r))
+    for job in job_order(defs):
+        assets = [a for a in JOB_ASSETS[job] if a in selected]
+        if not assets:
+            continue
+        if job == BATCH_JOB and not present:
+            echo(f"no complete batch folders in {terminal(settings.home.landing)}: nothing to ingest")
+        for partition in (present if job == BATCH_JOB else [None]):
+            where = f"[{terminal(partition)}]" if partition else "[global]"
+            echo(f"{where} running {', '.join(assets)}")
+            r = _execute(defs, job, settings, instance, reserve, run_config=run_config, partition=partition,
+                         assets=None if assets == list(JOB_ASSETS[job]) else assets)
+            outcomes.append(_outcome(job, partition, r))
             echo(_describe(outcomes[-1]))
     return outcomes
 
@@ -307,26 +301,29 @@ class SpaceReserve:
                     p.unlink()
 
 
-def _execute(job, settings: Settings, instance: dg.DagsterInstance, reserve: SpaceReserve, **kwargs):
-    """job.execute_in_process with this process's tags. An error that escapes it (outside any step: Dagster
-    writing its event log) leaves the run STARTED; it is reported failed here, in the space of the reserve
-    when the disk is full, and a full disk is raised as DiskFull."""
+def _execute(defs: dg.Definitions, job: str, settings: Settings, instance: dg.DagsterInstance,
+             reserve: SpaceReserve, run_config: dict, partition: str | None, assets: list[str] | None):
+    """Create the run in the instance (with the code location's origin) and execute it here, with this process's
+    tags. An error that escapes it (outside any step: Dagster writing its event log) leaves the run STARTED; it
+    is reported failed here, in the space of the reserve when the disk is full, and a full disk is raised as
+    DiskFull."""
     run_id = str(uuid.uuid4())
     try:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id, tags=launch_tags(),
-                                        **kwargs)
+        run = create_run(instance, defs, job, partition=partition, assets=assets, run_config=run_config,
+                         tags=launch_tags(), run_id=run_id)
+        result = execute(instance, defs, run)
     except Exception as e:
         if not is_disk_full(e, settings.home.dagster_home):
             _mark_failed(instance, run_id, f"sslpipe: {type(e).__name__}: {e}")
             raise
         # Dagster could not write its event log (a step's own failure is recorded in the run, see below)
         full = DiskFull.at(path_in_error(e) or settings.home.dagster_home / "storage", SpaceReserve.SIZE,
-                           during=_running_steps(instance, run_id, kwargs.get("partition_key")), at_least=True)
+                           during=_running_steps(instance, run_id, partition), at_least=True)
         reserve.release()
         _mark_failed(instance, run_id, f"sslpipe: {full}")
         end_mlflow_runs(settings, [run_id])
         raise full from e
-    full = _disk_full_in_steps(result, settings, kwargs.get("partition_key"))
+    full = _disk_full_in_steps(result, settings, partition)
     if full is not None:
         raise full
     return result

@@ -20,12 +20,24 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from assets import MlflowTracking, PipelineHome
+from assets import MlflowTracking, PipelineHome, RecordIOManager
 from ssl_ops.home import Home
 from ssl_ops.shards import ShardConfig
 
 ENVIRONMENTS = ("local",)
-CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry"}
+CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry", "automation"}
+# The `automation:` section: what runs with no one starting it (in the dagster-daemon, or `dagster dev`).
+DEFAULT_AUTOMATION = {
+    "landing_sensor": "stopped",  # default status of landing_sensor: each complete new batch folder is ingested
+    "retrain_sensor": "stopped",  # default status of retrain_sensor: retrain when enough new images passed checks
+    "retrain_schedule": "stopped",  # default status of retrain_schedule (only when retrain_cron is set)
+    "retrain_cron": None,  # e.g. "0 3 * * *": also retrain on this schedule (nothing new: the encoder is reused)
+    "min_new_images": 1000,  # newly accepted, sharded images since the data of the latest trained encoder
+    "quiet_seconds": 60,  # a batch folder without _READY is complete when nothing in it changed for this long
+    "sensor_interval_seconds": 30,  # how often the daemon evaluates the sensors
+    "timezone": "UTC",  # of retrain_cron
+}
+STATUSES = ("running", "stopped")
 DEFAULT_MODEL_NAME = "ssl-encoder"
 # registry.approval: "human" (the default): the gate's pass makes a version the `candidate`, and `champion` moves
 # only when a reviewer approves it (`sslpipe approve`); "auto": the gate's pass moves `champion` too (the demo).
@@ -62,6 +74,7 @@ class Settings:
     train: dict | None = None  # the training section over DEFAULT_TRAIN, read by the ssl_encoder asset
     probe: dict | None = None  # ssl_ops.probes.report.ProbeConfig keys, for probe_report
     registry: dict | None = None  # model_name plus ssl_ops.review.GateConfig keys, for registered_model
+    automation: dict | None = None  # the automation section over DEFAULT_AUTOMATION
     config_file: str | None = None  # the YAML config applied, if any
 
     @classmethod
@@ -113,12 +126,18 @@ class Settings:
         train = _train_section(d.get("train"), p)
         probe = _probe_section(d.get("probe"), p)
         registry = _registry_section(d.get("registry"), p)
+        automation = _automation_section(d.get("automation"), p)
         base = p.parent
         contract = d.get("contract", self.contract)
         eval_contract = d.get("eval_contract", self.eval_contract)
         return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
                        workers=workers, shards=shards or self.shards, train=train, probe=probe,
-                       registry=registry, config_file=str(p.resolve()))
+                       registry=registry, automation=automation, config_file=str(p.resolve()))
+
+    @property
+    def auto(self) -> dict:
+        """DEFAULT_AUTOMATION with the config's automation section over it."""
+        return {**DEFAULT_AUTOMATION, **(self.automation or {})}
 
     def export(self) -> None:
         """Put these settings into the environment, where `dagster dev` and the definitions module read them."""
@@ -180,6 +199,39 @@ def _registry_section(registry, p: Path) -> dict | None:
     _dataclass_section("registry", {k: v for k, v in registry.items() if k not in REGISTRY_KEYS}, GateConfig, p,
                        "{primary_metric: linear, tolerance: 0.01}", extra=REGISTRY_KEYS)
     return dict(registry)
+
+
+def _automation_section(auto, p: Path) -> dict | None:
+    if auto is None:
+        return None
+    if not isinstance(auto, dict):
+        raise SettingsError(f"{p}: automation must be a mapping such as {{landing_sensor: running, min_new_images: "
+                            f"1000}}, got {auto!r}")
+    unknown = sorted(set(auto) - set(DEFAULT_AUTOMATION))
+    if unknown:
+        raise SettingsError(f"{p}: automation: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_AUTOMATION)}")
+    for k, v in auto.items():
+        if k in ("landing_sensor", "retrain_sensor", "retrain_schedule") and v not in STATUSES:
+            raise SettingsError(f"{p}: automation.{k} must be one of {list(STATUSES)}, got {v!r}")
+        if k in ("min_new_images", "quiet_seconds", "sensor_interval_seconds") and (
+                not isinstance(v, int) or isinstance(v, bool) or v < (1 if k == "sensor_interval_seconds" else 0)):
+            raise SettingsError(f"{p}: automation.{k} must be a whole number >= "
+                                f"{1 if k == 'sensor_interval_seconds' else 0}, got {v!r}")
+        if k == "retrain_cron" and v is not None:
+            from dagster._utils.schedules import is_valid_cron_string
+
+            if not isinstance(v, str) or not is_valid_cron_string(v):
+                raise SettingsError(f"{p}: automation.retrain_cron must be a cron string such as \"0 3 * * *\" "
+                                    f"(minute hour day month weekday), got {v!r}")
+        if k == "timezone":
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(str(v))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise SettingsError(f"{p}: automation.timezone {v!r} is not a known time zone (e.g. UTC, "
+                                    f"Europe/Paris)") from None
+    return dict(auto)
 
 
 def _dataclass_section(name: str, d, dc: type, p: Path, example: str, extra: tuple = ()) -> dict | None:
@@ -248,6 +300,7 @@ def resources_for(settings: Settings) -> dict:
     if settings.env == "local":
         return {"home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
                                      workers=settings.workers),
+                "io_manager": RecordIOManager(root=str(h.root)),
                 "mlflow": MlflowTracking(tracking_uri=f"sqlite:///{h.mlflow_dir / 'mlflow.db'}",
                                          artifact_root=str(h.mlflow_dir / "artifacts"),
                                          model_name=(settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME))}
@@ -273,8 +326,9 @@ def prepare_instance(settings: Settings) -> dg.DagsterInstance:
             tmp = d / f".dagster.yaml.{os.getpid()}.tmp"
             tmp.write_text("# Dagster instance of this sslpipe home: SQLite storage in this folder.\n"
                            "telemetry:\n  enabled: false\n"
-                           "# Steps in a pool (raw_images, eval_images: pool sslpipe_ingest) run one at a time "
-                           "across runs.\nconcurrency:\n  pools:\n    default_limit: 1\n")
+                           "# Steps in a pool run one at a time across runs: raw_images and eval_images (pool "
+                           "sslpipe_ingest), ssl_encoder (pool sslpipe_train: one training at a time).\n"
+                           "concurrency:\n  pools:\n    default_limit: 1\n")
             os.replace(tmp, cfg)
         instance = dg.DagsterInstance.from_config(str(d))
         instance.get_runs(limit=1)  # the run, event log and schedule storages: created by now, read here

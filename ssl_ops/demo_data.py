@@ -20,6 +20,7 @@ from PIL import Image
 
 from ssl_ops.home import Home
 from ssl_ops.ingest.probe import _to_gray, gray_array
+from ssl_ops.ingest.ready import READY_MARKER
 from ssl_ops.phash import near_pairs, phash64
 
 SIDE = 32  # px of the written images
@@ -57,6 +58,7 @@ def write_demo(home: Home, batches: int = 3, eval_share: float = 0.35, seed: int
         folder.mkdir(parents=True, exist_ok=True)
         for i in part:
             ims[i].save(folder / f"digit_{i:04d}.png", optimize=False)
+        (folder / READY_MARKER).touch()  # complete: as a producer marks a batch it finished writing
         written["batches"][folder.name] = len(part)
     home.eval_dir.mkdir(parents=True, exist_ok=True)
     with open(home.eval_dir / "labels.csv", "w", newline="") as f:

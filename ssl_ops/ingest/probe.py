@@ -31,7 +31,7 @@ REASONS = {
     "too_small": "width or height below the contract's min_side",
     "too_large": "width or height above max_side, or file above max_bytes",
     "decompression_bomb": "width x height above max_pixels (checked before decoding)",
-    "duplicate": "the same bytes (sha256) as a sample accepted earlier in this or an earlier batch",
+    "duplicate": "the same bytes (sha256) as a sample accepted earlier in this batch or in another batch ingested before it",
     "unlabeled": "an evaluation image with no label (not in labels.csv, or not inside a class folder)",
 }
 

@@ -23,6 +23,9 @@ import pyarrow as pa
 
 from ssl_ops.ingest.links import LINK_POLICIES, link_outside_batch
 from ssl_ops.ingest.metadata import SIDECARS, Sidecar, load_sidecar
+from ssl_ops.ingest.ready import READY_MARKER
+
+NOT_SAMPLES = SIDECARS + (READY_MARKER,)  # top-level files of a batch folder that are not images
 from ssl_ops.ingest.probe import Accepted, ImageLimits, gray_array, probe_image
 from ssl_ops.manifest import ATTR_PREFIX, QUARANTINE_SCHEMA, accepted_schema
 from ssl_ops.phash import phash64
@@ -51,7 +54,7 @@ class ScanResult:
         return dict(sorted(counts.items()))
 
 
-def list_batch_files(batch_dir: Path, skip: tuple[str, ...] = SIDECARS) -> list[str]:
+def list_batch_files(batch_dir: Path, skip: tuple[str, ...] = NOT_SAMPLES) -> list[str]:
     """Relative '/'-paths of every entry under batch_dir that is not a folder, sorted; top-level sidecars excluded.
 
     Links to folders are listed, not followed (no cycles; they are quarantined as not_a_file). Broken links,
@@ -169,7 +172,7 @@ def _probe_all(batch_dir: Path, rels: list[str], limits: ImageLimits, pool: Proc
 def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits,
                prior: dict[str, str] | Callable[[list[str]], dict[str, str]] | None = None,
                workers: int | None = None, sidecar: Sidecar | None = None,
-               progress: Progress | None = None, skip: tuple[str, ...] = SIDECARS,
+               progress: Progress | None = None, skip: tuple[str, ...] = NOT_SAMPLES,
                require: str | None = None, links: str = "inside") -> ScanResult:
     """Scan `batch_dir` as batch `batch`.
 
@@ -177,7 +180,7 @@ def scan_batch(batch_dir: Path, batch: str, limits: ImageLimits,
     lookup called once with this batch's ids that returns that mapping for those of them seen before
     (ssl_ops.ingest.prior.PriorManifests: one earlier manifest in memory at a time).
     workers: processes to use (default: all cores). sidecar: attributes to join (default: the batch's
-    metadata.csv / metadata.jsonl). skip: top-level file names that are not samples (the sidecars).
+    metadata.csv / metadata.jsonl). skip: top-level file names that are not samples (the sidecars, the _READY marker).
     require: a sidecar attribute every accepted image must have (the eval set's `label`); images without
     it are quarantined as `unlabeled` before duplicates are resolved, so a labeled copy is the one kept.
     links: the landing policy for symbolic links (LINK_POLICIES; see link_outside_batch).
