@@ -1,15 +1,20 @@
 """Check records that outlive a run: what each gate asset decided for which manifest.
 
 Dagster's blocking checks stop downstream assets in the same run. A later run that selects only
-`image_shards` (or a backfill of it) would not see them, so validated_images and bias_report also write
-reports/<batch>/<asset>.checks.json, and image_shards refuses to write shards unless both exist for the
-current manifest and no blocking check failed.
+`image_shards` (a backfill of it, a re-execution of that step) would not see them, so validated_images and
+bias_report also write reports/<batch>/<asset>.checks.json, and image_shards refuses to write shards unless
+both exist for the current manifest and no blocking check failed.
+
+Why Dagster's own check records cannot serve: in Dagster 1.13 an asset check's evaluations are kept per
+check, not per partition (partitioned checks are a preview), so "the latest evaluation of
+validated_images:row_count" is that of whichever batch ran last, not of this batch; and an evaluation does not
+say which manifest it judged, while a gate must hold for the manifest now on disk (raw_images may have run
+again since). The same records tell raw_images and the retrain sensor which batches were rejected.
 """
 
 import json
 
-import dagster as dg
-
+from assets.policies import failure
 from ssl_ops.home import Home
 
 GATES = ("validated_images", "bias_report")

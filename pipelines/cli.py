@@ -56,6 +56,8 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     if any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
         print(f"training runs and registered models: mlflow ui --backend-store-uri "
               f"sqlite:///{s.home.mlflow_dir / 'mlflow.db'}")
+    if any("registered_model" in o.materialized for o in outcomes):
+        _say_review(s)
     if blocked or failed:
         for o, c in blocked:
             print(f"BLOCKED: {c.asset}:{c.check} ({terminal(o.partition or 'global')}): {terminal(c.why)}", file=sys.stderr)
@@ -64,6 +66,30 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
                 print(f"FAILED: {o.job} ({terminal(o.partition or 'global')}): {terminal(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _say_review(s) -> None:
+    """After a registration: what became of the version, and the commands a reviewer runs next (exactly as
+    they work: quoted for the shell)."""
+    import shlex
+
+    from assets.records import read_record
+
+    rec = read_record(s.home.root, "registered_model")
+    if rec is None:
+        return
+    home = shlex.quote(str(s.home.root))
+    spec = shlex.quote(f"{rec.model_name}@{rec.version}")
+    if rec.review == "pending":
+        print(f"version {rec.version} of {terminal(rec.model_name)} passed the gate and is the candidate; champion "
+              f"moves when a person approves it:\n  sslpipe review {shlex.quote(rec.model_name)} --home {home}\n"
+              f"  sslpipe approve {spec} --reason 'reviewed: ...' --home {home}\n"
+              f"  sslpipe reject {spec} --reason '...' --home {home}")
+    elif rec.review == "approved":
+        print(f"version {rec.version} of {terminal(rec.model_name)} is the champion")
+    elif rec.review == "gate_failed":
+        print(f"version {rec.version} of {terminal(rec.model_name)} did not pass the gate (see its model card); the "
+              f"champion is unchanged")
 
 
 def _verify(a: argparse.Namespace) -> int:

@@ -17,6 +17,15 @@ def restore_environ():
     os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def landing_is_complete_at_once(request, monkeypatch):
+    """Tests write a batch folder and run at once: a quiet period of 0 makes every folder complete (as a _READY
+    file would). Tests of the quiet period itself are marked `quiet_period` and set their own. Subprocesses do not
+    see this: the tests that start them write _READY files."""
+    if request.node.get_closest_marker("quiet_period") is None:
+        monkeypatch.setitem(__import__("pipelines.settings").settings.DEFAULT_AUTOMATION, "quiet_seconds", 0)
+
+
 @pytest.fixture(scope="session")
 def bomb() -> bytes:
     return bomb_png()

@@ -44,6 +44,8 @@ def batch_readiness(folder: Path, quiet_seconds: float, now: float | None = None
         files += 1
         newest = max(newest, st.st_mtime, st.st_ctime)
     has_marker = marker.is_file()
+    if not folder.is_dir():
+        return False, "the folder is gone (deleted or renamed while it was being looked at)"
     if files == 0:
         return False, (f"{READY_MARKER} is there but the folder holds no files: nothing to ingest" if has_marker
                        else "empty folder (no files yet)")

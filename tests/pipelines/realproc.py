@@ -25,6 +25,7 @@ def tiny_home(root: Path, batches=("b1", "b2"), images: int = 6) -> Path:
     for k, b in enumerate(batches):
         for i in range(images):
             write(root / "landing" / b / f"{i}.jpg", jpeg_bytes(100 * k + i))
+        (root / "landing" / b / "_READY").touch()  # complete (subprocesses keep the shipped quiet period)
     for c in ("cat", "dog"):
         for i in range(6):
             write(root / "eval" / c / f"{i}.jpg", jpeg_bytes(500 + 10 * (c == "dog") + i, size=(36, 36)))

@@ -76,6 +76,7 @@ def test_two_processes_register_the_same_new_batches_and_both_see_every_batch(tm
         for b in ("b1", "b2", "b3"):
             (tmp_path / f"home{k}" / "landing" / b).mkdir(parents=True)
             (tmp_path / f"home{k}" / "landing" / b / "x.jpg").write_bytes(b"x")
+            (tmp_path / f"home{k}" / "landing" / b / "_READY").touch()
     outs = race(DAGSTER_RACER, tmp_path)
     for out in outs:
         assert out.strip().split("\n") == [f"{k} b1,b2,b3 b1,b2,b3" for k in range(ROUNDS)], out

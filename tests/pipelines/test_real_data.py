@@ -113,7 +113,7 @@ def test_cifar10_full_train_set_finds_real_test_train_near_duplicates(tmp_path, 
     assert main(["run", "--home", str(home), "--select", "raw_images,validated_images,bias_report,image_shards"]) == 0
     assert sum(load_index(home / "shards" / f"train-{b}" / "index.json").samples for b in range(1, 6)) == 50000
     assert main(["run", "--home", str(home), "--select", "eval_images"]) == 1
-    assert "BLOCKED: eval_images:leakage (global)" in capsys.readouterr().err
+    assert "BLOCKED: eval_leakage:leakage (global)" in capsys.readouterr().err
     leaks = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
     pairs = {(m["eval"], m["train"].split("/", 1)[1]) for m in leaks["near"] + leaks["exact"]}  # minus the batch
     # a pair checked by eye: the same yellow car, 2 pHash bits apart
