@@ -22,7 +22,7 @@ HOSTILE_BATCH = "b3" + IMG + "\x1b[2J"  # a folder name may hold all of this (no
 HEALTHY = {"embedding_std": 0.8, "effective_rank": 30.0, "uniformity": -2.0, "alignment": 0.4}
 
 
-def blobs(spread: float, n: int = 240, d: int = 16, classes: int = 4, seed: int = 0):
+def blobs(spread: float, n: int = 120, d: int = 16, classes: int = 4, seed: int = 0):
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(classes), n // classes)
     centres = np.random.default_rng(99).normal(size=(classes, d)) * 3
@@ -35,7 +35,7 @@ def groups_for(y) -> dict[str, np.ndarray]:
 
 def table(spread: float, seed: int = 0) -> dict:
     x, y = blobs(spread, seed=seed)
-    return probe_features(x, y, probe_split(y, 0.3, 0), groups=groups_for(y), draws=2)
+    return probe_features(x, y, probe_split(y, 0.3, 0), groups=groups_for(y), draws=2, fractions=(0.1, 1.0))
 
 
 def probe_report(model: dict, raw: dict, rnd: dict, champion: dict | None = None,
@@ -43,7 +43,7 @@ def probe_report(model: dict, raw: dict, rnd: dict, champion: dict | None = None
     """The shape of evaluation/probe_report.json (ssl_ops.probes.report.probe_report, less the projection, plus
     the probe_report asset's champion_version)."""
     r = {"model": model, "raw_pixels": raw, "random_init": rnd, "health": dict(HEALTHY), "classes": list("abcd"),
-         "split": {"seed": 0, "test_fraction": 0.3, "n_train": 168, "n_test": 72}, "primary_metric": "linear",
+         "split": {"seed": 0, "test_fraction": 0.3, "n_train": model["n_train"], "n_test": model["n_test"]}, "primary_metric": "linear",
          "champion_version": champion_version}
     if champion is not None:
         r["champion"] = champion
