@@ -50,11 +50,9 @@ def check_reviewer(name: str | None) -> str:
     if name is None or not name.strip():
         raise BadArguments("the reviewer name is empty; give --reviewer NAME")
     bad = sorted({c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")})
-    if bad:
-        from ssl_ops.escape import visible
-
-        raise BadArguments(f"the reviewer name {visible(name)!r} holds control or format characters "
-                           f"({', '.join(visible(c) for c in bad)}); give a plain name with --reviewer")
+    if bad:  # the message holds the name as given: whoever prints it escapes it (ssl_ops.escape.terminal)
+        raise BadArguments(f"the reviewer name '{name}' holds control or format characters "
+                           f"({', '.join(f'U+{ord(c):04X}' for c in bad)}); give a plain name with --reviewer")
     if len(name) > 200:
         raise BadArguments(f"the reviewer name is {len(name)} characters long; at most 200")
     return name

@@ -164,7 +164,7 @@ def _decide(a: argparse.Namespace, command: str, model: str | None, run) -> int:
     from pipelines.settings import prepare_instance
 
     try:
-        reviewer = a.reviewer if a.reviewer is not None else getpass.getuser()
+        reviewer = a.reviewer if a.reviewer is not None else _os_user()
         s, reg = _open(a, model)
         rec = run(reg, lambda: prepare_instance(s), reviewer)
     except ReviewError as e:
@@ -174,14 +174,27 @@ def _decide(a: argparse.Namespace, command: str, model: str | None, run) -> int:
     except ValueError as e:  # SettingsError
         print(f"sslpipe {command}: bad arguments: {terminal(str(e))}", file=sys.stderr)
         return BadArguments.exit_code
-    moved = f"{rec['from'] or 'none'} -> {rec['to'] or 'none'}"
     alias = "candidate" if command == "reject" else "champion"
+    moved = f"{rec['from'] or 'none'} -> {rec['to'] or 'none'}"
+    if command == "reject" and rec["from"] is None:
+        moved = "unchanged (it was not on this version)"
     print(f"{command}: {terminal(rec['model'])} version {terminal(rec['version'])} by {terminal(rec['reviewer'])} "
           f"at {terminal(rec['time'])}" + (" (FORCED past a failed gate or a rejection)" if rec.get("forced") else ""))
     print(f"  {alias}: {terminal(moved)}; reason: {terminal(rec['reason'])}")
     print("  recorded in MLflow (alias history, the version's review state) and in Dagster (an observation of "
           "registered_model)")
     return 0
+
+
+def _os_user() -> str:
+    """The OS user, the default reviewer; BadArguments when the system cannot tell (no passwd entry, no
+    LOGNAME/USER): then --reviewer is needed."""
+    from assets.review import BadArguments
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as e:
+        raise BadArguments(f"cannot tell who you are ({e}); give --reviewer NAME") from None
 
 
 class _LazyInstance:

@@ -38,7 +38,7 @@ from assets.mlflow_registry import GATE_TAG, REVIEW_TAG, RUN_KEY_TAG, Registry
 from assets.mlflow_tracking import MlflowTracking
 from pipelines.cli import main
 from pipelines.settings import Settings, prepare_instance
-from review_data import ANSI, HOSTILE_BATCH, IMG, SCRIPT, bias_json, probe_report, table
+from review_data import HOSTILE_BATCH, SCRIPT, bias_json, probe_report, table
 
 MODEL = "ssl-encoder"
 PROJECT = Path(__file__).resolve().parents[2]
