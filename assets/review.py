@@ -244,8 +244,9 @@ def rollback(reg: Registry, instance: dg.DagsterInstance | None, to: str | None,
     if to is None:
         to = reg.previous_champion()
         if to is None:
-            raise Refused(f"version {champ} is the only champion {reg.name!r} has had (no earlier champion in the "
-                          "alias history); nothing to roll back to")
+            raise Refused(f"no earlier champion to roll back to: version {champ} is the first champion of "
+                          f"{reg.name!r} in the alias history that was not rolled back from or rejected since "
+                          "(name one with --to)")
     else:
         to = str(int(to))
         if to == champ:

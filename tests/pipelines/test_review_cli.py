@@ -320,7 +320,7 @@ def test_reject_removes_the_candidate_and_refuses_the_champion(home, capsys):
 def test_rollback_needs_an_earlier_champion_and_goes_back_to_it(home, capsys):
     before = snapshot(home)
     code, out, err = cli(capsys, "rollback", MODEL, "--reason", "bad", "--home", str(home))
-    assert code == 1 and "only champion" in err
+    assert code == 1 and "no earlier champion" in err
     assert snapshot(home) == before
     assert cli(capsys, "approve", f"{MODEL}@3", "--reason", "better", "--reviewer", "ana", "--home", str(home))[0] == 0
     code, out, _ = cli(capsys, "review", "--home", str(home), "--version", "3")  # the champion: shown alone
@@ -336,7 +336,7 @@ def test_rollback_needs_an_earlier_champion_and_goes_back_to_it(home, capsys):
     assert (o["action"], o["from"], o["to"], o["reason"]) == ("rollback", "3", "1", "say why")
     before = snapshot(home)
     code, out, err = cli(capsys, "rollback", MODEL, "--reason", "again", "--home", str(home))
-    assert code == 1 and "only champion" in err  # 3 was rolled back from: it is not an earlier champion to go to
+    assert code == 1 and "no earlier champion" in err  # 3 was rolled back from: it is not an earlier champion to go to
     assert snapshot(home) == before
 
 
