@@ -10,11 +10,17 @@ the config says `registry: {approval: auto}`) or a rollback.
     reg.version_for(run_key)                       # the version registered for that training run, if any
     reg.load_encoder("2")                          # -> (backbone, meta) of version 2
     reg.move_alias("champion", "3", reason="...", dagster_run_id=..., reviewer="ana", action="approve")
+    reg.approve("3", "ana", "why"); reg.reject("4", "ana", "why"); reg.rollback("2", "ana", "why")
+    reg.previous_champion()                        # where `rollback` goes without --to (from the history)
 
 Alias history: each move is a tag on the registered model, `sslpipe.alias_history.NNNN`, holding JSON
-{time, alias, from_version, to_version, reason, dagster_run_id, reviewer, action}; they show on the model's
-page in the MLflow UI and `history()` reads them back in order. Each version's review state is its tag
-`sslpipe.review` (REVIEW_TAG): {status: pending | approved | rejected | gate_failed, reviewer, time, reason}.
+{time, alias, from_version, to_version, reason, dagster_run_id, reviewer, action[, forced]}; they show on the
+model's page in the MLflow UI and `history()` reads them back in order. Each version's review state is its tag
+`sslpipe.review` (REVIEW_TAG): {status: pending | approved | rejected | gate_failed | rolled_back, reviewer, time,
+reason[, action, from_version, to_version, forced]}.
+
+These methods move aliases and record; whether a move is allowed (gate failed, already champion, ...) is decided
+by the caller (assets/review.py), which also reports each decision to Dagster.
 """
 
 from __future__ import annotations
@@ -74,14 +80,25 @@ class Registry:
         found = self.client.search_model_versions(f"name = '{self.name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
         return max(found, key=lambda v: int(v.version)) if found else None
 
+    def get_version(self, version: str):
+        """The ModelVersion, or None when the model has no such version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(self.name, str(version))
+        except MlflowException:
+            return None
+
     def move_alias(self, alias: str, version: str | None, reason: str, dagster_run_id: str | None,
-                   reviewer: str | None = None, action: str = "register") -> dict:
+                   reviewer: str | None = None, action: str = "register", forced: bool = False) -> dict:
         """Point `alias` at `version` (None: remove the alias) and record the move in the alias history."""
         current = self.alias(alias)
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "alias": alias,
                   "from_version": str(current.version) if current else None,
                   "to_version": str(version) if version is not None else None,
                   "reason": reason[:4000], "dagster_run_id": dagster_run_id, "reviewer": reviewer, "action": action}
+        if forced:
+            record["forced"] = True
         if version is None:
             if current is None:
                 return record
@@ -97,23 +114,87 @@ class Registry:
         tags = self.client.get_model_version(self.name, str(version)).tags
         return json.loads(tags[REVIEW_TAG]) if REVIEW_TAG in tags else {}
 
-    def set_review_state(self, version: str, status: str, reviewer: str | None, reason: str) -> dict:
+    def set_review_state(self, version: str, status: str, reviewer: str | None, reason: str, **extra) -> dict:
+        """extra: what the decision moved, e.g. action="approve", from_version="2", to_version="3", forced=True."""
         record = {"status": status, "reviewer": reviewer, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "reason": reason[:4000]}
+                  "reason": reason[:4000], **extra}
         self.client.set_model_version_tag(self.name, str(version), REVIEW_TAG, json.dumps(record))
         return record
 
-    def approve(self, version: str, reviewer: str, reason: str, dagster_run_id: str | None = None) -> dict:
+    def approve(self, version: str, reviewer: str, reason: str, dagster_run_id: str | None = None,
+                forced: bool = False) -> dict:
         """Make `version` the champion (the caller has checked that it may be): champion moves, the candidate
-        alias is removed when it pointed there, and the version's review state becomes approved. -> the
-        champion move's history record."""
-        record = self.move_alias("champion", version, reason, dagster_run_id, reviewer=reviewer, action="approve")
+        alias is removed when it pointed there, and the version's review state becomes approved. forced: a
+        reviewer overruled a failed gate (recorded). -> the champion move's history record."""
+        record = self.move_alias("champion", version, reason, dagster_run_id, reviewer=reviewer, action="approve",
+                                 forced=forced)
+        self._drop_candidate(version, f"approved as champion: {reason}", dagster_run_id, reviewer, "approve")
+        self.set_review_state(version, "approved", reviewer, reason, action="approve",
+                              from_version=record["from_version"], to_version=record["to_version"], forced=forced)
+        return record
+
+    def reject(self, version: str, reviewer: str, reason: str, dagster_run_id: str | None = None) -> dict:
+        """The version's review state becomes rejected, and the candidate alias is removed when it pointed there
+        (the caller has checked that the version is not the champion). -> the review record, with from/to of
+        the candidate alias (to None: removed; from None: it was not the candidate)."""
+        moved = self._drop_candidate(version, f"rejected: {reason}", dagster_run_id, reviewer, "reject")
+        return self.set_review_state(version, "rejected", reviewer, reason, action="reject", alias="candidate",
+                                     from_version=moved["from_version"] if moved else None, to_version=None)
+
+    def rollback(self, version: str, reviewer: str, reason: str, dagster_run_id: str | None = None) -> dict:
+        """Champion back to `version` (an earlier champion; the caller has checked). The version rolled back
+        from gets review state rolled_back, the one restored approved (action rollback). -> the history record."""
+        record = self.move_alias("champion", version, reason, dagster_run_id, reviewer=reviewer, action="rollback")
+        self._drop_candidate(version, f"restored as champion by a rollback: {reason}", dagster_run_id, reviewer,
+                             "rollback")
+        extra = {"action": "rollback", "from_version": record["from_version"], "to_version": record["to_version"]}
+        if record["from_version"] is not None:
+            self.set_review_state(record["from_version"], "rolled_back", reviewer, reason, **extra)
+        self.set_review_state(version, "approved", reviewer, reason, **extra)
+        return record
+
+    def _drop_candidate(self, version: str, reason: str, dagster_run_id: str | None, reviewer: str | None,
+                        action: str) -> dict | None:
         cand = self.alias("candidate")
         if cand is not None and str(cand.version) == str(version):
-            self.move_alias("candidate", None, f"approved as champion: {reason}", dagster_run_id, reviewer=reviewer,
-                            action="approve")
-        self.set_review_state(version, "approved", reviewer, reason)
-        return record
+            return self.move_alias("candidate", None, reason, dagster_run_id, reviewer=reviewer, action=action)
+        return None
+
+    def champion_line(self) -> list[str]:
+        """The champions in order, as the alias history tells it: each move of `champion` adds its version, a
+        rollback first takes the version it rolled back from off the end, and a rollback to a version already
+        in the line cuts the line back to it. The last entry is the champion (when the history is whole)."""
+        line: list[str] = []
+        for h in self.history():
+            if h.get("alias") != "champion":
+                continue
+            to, frm = h.get("to_version"), h.get("from_version")
+            if h.get("action") == "rollback":
+                while line and line[-1] == frm:
+                    line.pop()
+                if to is not None and to in line:
+                    del line[line.index(to) + 1:]
+                    continue
+            if to is not None:
+                line.append(to)
+            elif line:
+                line.pop()
+        return line
+
+    def previous_champion(self) -> str | None:
+        """Where a rollback goes: the last champion before the current one in champion_line(), skipping versions
+        rejected since and any that no longer exist; None when there is no earlier champion."""
+        champ = self.alias("champion")
+        current = str(champ.version) if champ else None
+        line = [v for v in self.champion_line() if v != current]
+        for v in reversed(line):
+            mv = self.get_version(v)
+            if mv is None:
+                continue
+            state = json.loads(mv.tags[REVIEW_TAG]) if REVIEW_TAG in mv.tags else {}
+            if state.get("status") != "rejected":
+                return v
+        return None
 
     def history(self) -> list[dict]:
         if not self.exists():

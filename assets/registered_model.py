@@ -126,8 +126,10 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
         record = decision.to_dict()
         reg.client.set_model_version_tag(reg.name, version, "sslpipe.gate_summary", decision.summary[:5000])
         reg.client.set_model_version_tag(reg.name, version, GATE_TAG, json.dumps(
-            {"passed": decision.passed, "summary": decision.summary[:3000], "metric": decision.metric,
-             "against": decision.against}))
+            {"passed": decision.passed, "summary": decision.summary[:2000], "metric": decision.metric,
+             "against": decision.against,  # each check, for `sslpipe review` (a tag value holds 5000 characters)
+             "checks": [{"name": c["name"], "passed": bool(c["passed"]), "detail": str(c["detail"])[:300]}
+                        for c in decision.checks[:8]]}))
         return _materialization(reg, version, record, run_key, enc, reused=False, card=card)
 
     return registered_model
