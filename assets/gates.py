@@ -14,6 +14,8 @@ again since). The same records tell raw_images and the retrain sensor which batc
 
 import json
 
+import dagster as dg
+
 from assets.policies import failure
 from ssl_ops.home import Home
 
