@@ -164,9 +164,11 @@ def dagster_run(instance: dg.DagsterInstance | None, run_id: str | None, dagster
 
 
 def shards_materializations(instance: dg.DagsterInstance | None, batch: str, dagster_url: str,
-                            recorded_digest: str | None, limit: int = 200) -> dict:
-    """The run that last materialized image_shards[batch] and, when its index digest is not the recorded one,
-    the latest run whose materialization had the recorded digest (the sharding a model trained on)."""
+                            recorded_digest: str | None, digest_now: str | None, limit: int = 200) -> dict:
+    """The run that last materialized image_shards[batch] (with `writes_index_now`: its index digest is the
+    one on disk, False when the shards were rewritten outside this instance's runs) and, when its index digest
+    is not the recorded one, the latest run whose materialization had the recorded digest (the sharding a
+    model trained on)."""
     if instance is None:
         return {"last": None, "recorded": None}
     flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey("image_shards"), asset_partitions=[batch])
@@ -176,7 +178,7 @@ def shards_materializations(instance: dg.DagsterInstance | None, batch: str, dag
         md = {k: getattr(v, "value", v) for k, v in r.asset_materialization.metadata.items()}
         run = dagster_run(instance, r.run_id, dagster_url) or {}
         return {**run, "materialized": _iso(r.timestamp), "index_digest": md.get("index_digest"),
-                "reused": md.get("reused")}
+                "reused": md.get("reused"), "writes_index_now": md.get("index_digest") == digest_now}
 
     last = describe(recs[0]) if recs else None
     recorded = None
@@ -242,7 +244,7 @@ def model_lineage(home: Home, tracking: MlflowTracking, client, instance: dg.Dag
             "manifest": str(home.accepted_path(b)), "manifest_digest_at_training": manifest_digests.get(b),
             "manifest_digest_now": m_now,
             "manifest_unchanged": (m_now == manifest_digests.get(b)) if m_now and manifest_digests.get(b) else None,
-            "image_shards_runs": shards_materializations(instance, b, url, sh.recorded_digest)})
+            "image_shards_runs": shards_materializations(instance, b, url, sh.recorded_digest, sh.digest_now)})
     history = [h for h in _history(model.tags) if version in (h.get("to_version"), h.get("from_version"))]
     return {
         "model": name, "version": version, "requested": f"{name}@{ref}", "aliases": aliases,
@@ -331,7 +333,8 @@ def image_lineage(home: Home, tracking: MlflowTracking | None, client, instance:
                                "index_digest_at_training": rec, "index_digest_now": now,
                                "model_version_url": (f"{tracking.ui_url.rstrip('/')}/#/models/{v['model']}/versions/"
                                                      f"{v['version']}") if tracking else None})
-            runs = shards_materializations(instance, b, tracking.dagster_url if tracking else "", None) \
+            runs = shards_materializations(instance, b, tracking.dagster_url if tracking else "", None,
+                                           (index or {}).get("digest")) \
                 if instance is not None else {"last": None}
             accepted.append({
                 "batch": b, "path": row["path"], "landing_path": str(home.batch_dir(b) / row["path"]),

@@ -64,9 +64,12 @@ def _lineage(a: argparse.Namespace) -> int:
     if not s.home.root.is_dir():
         raise LineageInputError(f"no home at {s.home.root} (give --home DIR or set SSLPIPE_HOME)")
     tracking, client = _mlflow(s, required=spec is not None)
-    instance = _dagster(s)
 
-    from assets.model_lineage import image_lineage, model_lineage
+    from assets.model_lineage import image_lineage, model_lineage, resolve_version
+
+    if spec is not None:
+        resolve_version(client, *spec)  # unknown model, version or alias: exit 2 before the instance is opened
+    instance = _dagster(s)
 
     if spec is not None:
         rec = model_lineage(s.home, tracking, client, instance, *spec)
@@ -99,12 +102,14 @@ def _mlflow(s, required: bool):
 
 
 def _dagster(s):
-    """The home's Dagster instance, or None when the home has none (not created here)."""
-    if not (s.home.dagster_home / "dagster.yaml").is_file():
-        return None
-    from pipelines.settings import prepare_instance
+    """The home's Dagster instance, opened to read (no lock taken, nothing created), or None when the home
+    has none."""
+    import dagster as dg
 
-    return prepare_instance(s)
+    d = s.home.dagster_home
+    if not (d / "dagster.yaml").is_file() or not (d / "history").is_dir():
+        return None
+    return dg.DagsterInstance.from_config(str(d))
 
 
 # --- text ----------------------------------------------------------------------------------------------------
@@ -112,6 +117,9 @@ def _dagster(s):
 def _run_line(label: str, r: dict | None) -> str:
     if r is None:
         return f"  {label}: none recorded"
+    if r.get("writes_index_now") is False:
+        label += (f" (NOT the index on disk now: that run wrote index digest {t(short(r.get('index_digest')))}; "
+                  "the shards were rewritten outside this home's Dagster runs)")
     if not r.get("found"):
         return f"  {label}: {t(r['run_id'])} (not in this home's Dagster instance) {t(r['url'])}"
     return (f"  {label}: {t(r['run_id'])} ({t(r['status'])}, job {t(r['job'])}, ended {t(r.get('ended') or '-')}) "
