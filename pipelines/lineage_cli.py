@@ -159,7 +159,8 @@ def model_text(rec: dict) -> list[str]:
     out.append(f"  state: {t(st.get('status', 'none'))} (reviewer {t(st.get('reviewer') or 'none')}, "
                f"{t(st.get('time') or '-')}): {t(st.get('reason') or '')}")
     if r["gate"]:
-        out.append(f"  gate: {'passed' if r['gate'].get('passed') else 'failed'}: {t(r['gate'].get('summary', ''))}")
+        verdict, summary = ("passed" if r["gate"].get("passed") else "failed"), r["gate"].get("summary", "")
+        out.append(f"  gate: {t(summary if summary.startswith(verdict) else f'{verdict}: {summary}')}")
     out.append(f"  alias history of this version ({len(r['alias_history'])}):")
     for h in r["alias_history"]:
         out.append(f"    {t(h.get('time'))} {t(h.get('alias'))}: {t(h.get('from_version') or 'none')} -> "

@@ -267,3 +267,14 @@ def test_a_batch_resharded_since_training_is_said_plainly(built, capsys, tmp_pat
     img = as_json(capsys, "--image", h.batch_dir("demo-001") / built["first"].name, "--home", home)
     [m] = img["accepted"][0]["models"]
     assert (m["trained_on_it"], m["certain"], m["index_digest_at_training"]) == ("earlier_sharding", False, old)
+
+
+def test_an_image_lookup_in_a_home_without_an_mlflow_store_creates_none(built, capsys, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(built["home"], home, symlinks=True, ignore=shutil.ignore_patterns("mlflow"))
+    rec = as_json(capsys, "--image", home / "landing" / "demo-001" / built["first"].name, "--home", home)
+    assert rec["found"] and rec["models_searched"] == 0 and rec["models"] == []
+    assert rec["accepted"][0]["shard"] == "shard-000000.tar"
+    code, out, err = lineage(capsys, "ssl-encoder@1", "--home", home)
+    assert (code, out) == (2, "") and "no MLflow store" in err
+    assert not (home / "mlflow").exists()
