@@ -114,10 +114,10 @@ def _dagster(s):
 
 # --- text ----------------------------------------------------------------------------------------------------
 
-def _run_line(label: str, r: dict | None) -> str:
+def _run_line(label: str, r: dict | None, index_note: bool = True) -> str:
     if r is None:
         return f"  {label}: none recorded"
-    if r.get("writes_index_now") is False:
+    if index_note and r.get("writes_index_now") is False:
         label += (f" (NOT the index on disk now: that run wrote index digest {t(short(r.get('index_digest')))}; "
                   "the shards were rewritten outside this home's Dagster runs)")
     if not r.get("found"):
@@ -199,7 +199,8 @@ def _batch_text(b: dict) -> list[str]:
     out.append(_run_line("  image_shards last materialized by run", runs["last"])
                + (f" at {t(runs['last']['materialized'])}" if runs["last"] else ""))
     if runs.get("recorded"):
-        out.append(_run_line("  the sharding it trained on was materialized by run", runs["recorded"]))
+        out.append(_run_line("  the sharding it trained on was materialized by run", runs["recorded"], index_note=False)
+                   + f" at {t(runs['recorded']['materialized'])}")
     return out
 
 

@@ -248,25 +248,44 @@ def test_bad_input_exits_2_and_changes_nothing(built, capsys, tmp_path):
 
 
 def test_a_batch_resharded_since_training_is_said_plainly(built, capsys, tmp_path):
+    """Re-sharded through the pipeline (a Dagster run with other shard settings), then by hand outside it."""
     home = tmp_path / "home"
     shutil.copytree(built["home"], home, symlinks=True)
     h = Home.resolve(home)
     old = json.loads(h.shard_index_path("demo-001").read_text())["digest"]
-    new = shard_batch(read_manifest(h.accepted_path("demo-001")), h.batch_dir("demo-001"), h.shard_dir("demo-001"),
-                      ShardConfig(max_samples=250))
-    assert new.digest != old and len(new.shards) == 3
+    cfg = tmp_path / "shards.yaml"
+    cfg.write_text(json.dumps({"shards": {"max_samples": 250}}))
+    assert main(["run", "--home", str(home), "--config", str(cfg), "--select", "image_shards",
+                 "--batches", "demo-001"]) == 0
+    new = json.loads(h.shard_index_path("demo-001").read_text())
+    assert new["digest"] != old and len(new["shards"]) == 3
     rec = as_json(capsys, "ssl-encoder@1", "--home", home)
     b1, b2 = rec["batches"]
-    assert (b1["status"], b1["index_digest_at_training"], b1["index_digest_now"]) == ("resharded", old, new.digest)
+    assert (b1["status"], b1["index_digest_at_training"], b1["index_digest_now"]) == ("resharded", old, new["digest"])
     assert [s["same_as_training"] for s in b1["shards"]] == [False, None, None]
-    assert b1["image_shards_runs"]["last"]["writes_index_now"] is False
-    assert b2["status"] == "unchanged"
+    runs = b1["image_shards_runs"]
+    instance = prepare_instance(Settings.from_env(home=home))
+    flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey("image_shards"), asset_partitions=["demo-001"])
+    newest, before = instance.fetch_materializations(flt, limit=2).records
+    assert (runs["last"]["run_id"], runs["last"]["index_digest"], runs["last"]["writes_index_now"]) == \
+           (newest.run_id, new["digest"], True)
+    assert (runs["recorded"]["run_id"], runs["recorded"]["index_digest"]) == (before.run_id, old)
+    assert b2["status"] == "unchanged" and b2["image_shards_runs"]["recorded"] is None
     code, out, _ = lineage(capsys, "ssl-encoder@1", "--home", home)
     assert code == 0 and "1 CHANGED SINCE TRAINING: demo-001" in out
-    assert f"demo-001: RE-SHARDED SINCE TRAINING: index digest then {old}, now {new.digest}" in out
+    assert f"demo-001: RE-SHARDED SINCE TRAINING: index digest then {old}, now {new['digest']}" in out
+    assert f"the sharding it trained on was materialized by run: {before.run_id}" in out
     img = as_json(capsys, "--image", h.batch_dir("demo-001") / built["first"].name, "--home", home)
     [m] = img["accepted"][0]["models"]
     assert (m["trained_on_it"], m["certain"], m["index_digest_at_training"]) == ("earlier_sharding", False, old)
+
+    by_hand = shard_batch(read_manifest(h.accepted_path("demo-001")), h.batch_dir("demo-001"),
+                          h.shard_dir("demo-001"), ShardConfig(max_samples=100))
+    rec = as_json(capsys, "ssl-encoder@1", "--home", home)
+    assert rec["batches"][0]["index_digest_now"] == by_hand.digest
+    assert rec["batches"][0]["image_shards_runs"]["last"]["writes_index_now"] is False
+    _, out, _ = lineage(capsys, "ssl-encoder@1", "--home", home)
+    assert "(NOT the index on disk now: that run wrote index digest" in out
 
 
 def test_an_image_lookup_in_a_home_without_an_mlflow_store_creates_none(built, capsys, tmp_path):
@@ -278,3 +297,35 @@ def test_an_image_lookup_in_a_home_without_an_mlflow_store_creates_none(built, c
     code, out, err = lineage(capsys, "ssl-encoder@1", "--home", home)
     assert (code, out) == (2, "") and "no MLflow store" in err
     assert not (home / "mlflow").exists()
+
+
+TAINT = "\x1b[2J\u202e\r\nforged line\x9b31m"
+ENUMS = {"status", "trained_on_it", "file"}  # values the renderer compares with fixed words: not data
+
+
+def _taint(v, key=None):
+    if isinstance(v, dict):
+        return {(k + TAINT if key == "attributes" else k): _taint(x, k) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_taint(x, key) for x in v]
+    if isinstance(v, str) and key not in ENUMS:
+        return v + TAINT
+    return v
+
+
+def test_every_value_from_the_data_goes_through_terminal(built, capsys):
+    """The real answers with a control sequence, a bidi override and a newline appended to every string value
+    (batch, path, attribute, reason, tag, alias, reviewer, run id...): the text stays on as many lines as
+    before, and holds nothing a terminal would obey."""
+    from pipelines.lineage_cli import image_text, model_text
+
+    home = built["home"]
+    recs = [(model_text, as_json(capsys, "ssl-encoder@1", "--home", home))]
+    for p in (built["first"], built["h"].landing / "demo-002" / "dup.png", built["h"].landing / "demo-001" / "evalcopy.png"):
+        recs.append((image_text, as_json(capsys, "--image", p, "--home", home)))
+    for render, rec in recs:
+        clean, dirty = render(rec), render(_taint(rec))
+        assert len(dirty) == len(clean) and all("\n" not in line for line in dirty)
+        text = "\n".join(dirty)
+        assert [c for c in text if c not in "\n\\" and _needs_escape(c)] == []
+        assert text.count(terminal(TAINT)) >= 5
