@@ -89,7 +89,9 @@ def build_landing_sensor(ingest_batch_job, ingest_eval_job, auto: dict) -> dg.Se
             return dg.SensorResult(skip_reason=f"landing folder {h.landing} does not exist")
         found, skipped = landing_batches(h.landing, quiet)
         known = set(context.instance.get_dynamic_partitions(batches.name))
-        new = [b for b in found if b not in known]
+        # new: not a partition yet, or registered (by `sslpipe run --select ...`) but never ingested. A batch whose
+        # run is queued or failed is asked for again under the same run key, which Dagster never launches twice.
+        new = [b for b in found if b not in known or not h.accepted_path(b).is_file()]
         waiting = {k: v for k, v in skipped.items() if k not in known}
         if not new:
             return dg.SensorResult(skip_reason=f"no new complete batch folder in {h.landing}"
@@ -101,7 +103,7 @@ def build_landing_sensor(ingest_batch_job, ingest_eval_job, auto: dict) -> dg.Se
         return dg.SensorResult(
             run_requests=[dg.RunRequest(job_name=ingest_batch, partition_key=b, run_key=f"ingest:{b}",
                                         tags={"sslpipe/trigger": "landing_sensor"}) for b in new],
-            dynamic_partitions_requests=[batches.build_add_request(new)],
+            dynamic_partitions_requests=[batches.build_add_request([b for b in new if b not in known])],
         )
 
     return landing_sensor

@@ -32,12 +32,14 @@ def ingested(tmp_path_factory):
     for b, base in (("b1", 0), ("b2", 100)):
         for i in range(24):
             write(home / "landing" / b / f"img{i:02d}.jpg", jpeg_bytes(base + i, size=(40, 32)))
+    write(home / "eval" / "one" / "b.jpg", jpeg_bytes(901, size=(40, 32)))  # image_shards needs the eval set
+    write(home / "eval" / "zero" / "c.jpg", jpeg_bytes(902, size=(40, 32)))
     cfg = root / "cfg.yaml"
     cfg.write_text(CONFIG.format(steps=4))
     saved = dict(os.environ)
     try:
         assert main(["run", "--home", str(home), "--config", str(cfg), "--select",
-                     "raw_images,validated_images,bias_report,image_shards"]) == 0
+                     "eval_images,raw_images,validated_images,bias_report,image_shards,eval_leakage"]) == 0
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -85,25 +87,24 @@ def test_ssl_encoder_refuses_a_damaged_shard_naming_it_and_how_to_rebuild(home, 
 def test_the_leakage_check_verifies_the_shards_it_relies_on(home, tmp_path):
     leaked = (home / "landing" / "b1" / "img03.jpg").read_bytes()
     write(home / "eval" / "zero" / "a.jpg", leaked)  # an exact copy of a training image
-    write(home / "eval" / "one" / "b.jpg", jpeg_bytes(901, size=(40, 32)))
     cfg = config(tmp_path)
-    main(["run", "--home", str(home), "--config", str(cfg), "--select", "eval_images"])
+    main(["run", "--home", str(home), "--config", str(cfg), "--select", "eval_images,eval_leakage"])
     leak = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
-    assert not leak["passed"] and len(leak["exact"]) == 1 and leak["batches_checked"] == ["b1", "b2"]
+    assert not leak["passed"] and len(leak["exact"]) == 1 and sorted(leak["batches_checked"]) == ["b1", "b2"]
     # a hand edit of the index that claims the copy was left out of the shards (it was not): still found
     index = home / "shards" / "b1" / "index.json"
     d = json.loads(index.read_text())
     d["excluded"] = [{"sample_id": leak["exact"][0]["train_sample_id"] if "train_sample_id" in leak["exact"][0]
                       else __import__("hashlib").sha256(leaked).hexdigest(), "reason": "hand edit"}]
     index.write_text(json.dumps(d))
-    main(["run", "--home", str(home), "--config", str(cfg), "--select", "eval_images"])
+    main(["run", "--home", str(home), "--config", str(cfg), "--select", "eval_images,eval_leakage"])
     leak = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
     assert not leak["passed"] and len(leak["exact"]) == 1
     # an edited count: the index no longer matches its digest, so the check cannot pass
     d["excluded"] = []
     d["shards"][0]["samples"] -= 1
     index.write_text(json.dumps(d))
-    main(["run", "--home", str(home), "--config", str(cfg), "--select", "eval_images"])
+    main(["run", "--home", str(home), "--config", str(cfg), "--select", "eval_images,eval_leakage"])
     leak = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
     assert not leak["passed"] and "digest does not match its shard list" in leak["damaged"][0]
     assert "--select image_shards --batches b1" in leak["damaged"][0]

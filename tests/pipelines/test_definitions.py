@@ -10,7 +10,6 @@ from assets import PipelineHome, batches
 from imagefiles import jpeg_bytes, write
 from data_contracts import load_contract
 from pipelines.definitions import BATCH_JOB, EVAL_JOB, TRAIN_JOB, build_definitions
-from pipelines.sensors import build_landing_sensor, landing_batches
 from pipelines.settings import Settings, SettingsError
 
 
@@ -19,18 +18,27 @@ def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images", "ssl_encoder",
-                    "probe_report", "registered_model"}
-    # the encoder trains on every partition of image_shards (the window is chosen in its config)
-    assert graph.get(dg.AssetKey("ssl_encoder")).parent_keys == {dg.AssetKey("image_shards")}
-    assert graph.get(dg.AssetKey("probe_report")).parent_keys == {dg.AssetKey("ssl_encoder"), dg.AssetKey("eval_images")}
-    assert dg.AssetKey("probe_report") in graph.get(dg.AssetKey("registered_model")).parent_keys
+    assert keys == {"raw_images", "validated_images", "bias_report", "image_shards", "eval_images", "eval_leakage",
+                    "ssl_encoder", "probe_report", "registered_model"}
+    parents = lambda a: {k.to_user_string() for k in graph.get(dg.AssetKey(a)).parent_keys}  # noqa: E731
+    # the order the runner once knew alone, declared: the eval set before the shards (its copies are left out),
+    # the leakage decision after every shard, training after the decision (the window is chosen in its config)
+    assert parents("image_shards") == {"raw_images", "validated_images", "bias_report", "eval_images"}
+    assert parents("eval_leakage") == {"image_shards", "eval_images"}
+    assert parents("ssl_encoder") == {"image_shards", "eval_leakage"}
+    assert parents("probe_report") == {"ssl_encoder", "eval_images"}
+    assert parents("registered_model") == {"ssl_encoder", "probe_report", "eval_images", "eval_leakage"}
+    leak = defs.resolve_assets_def("eval_leakage").check_specs
+    assert [(s.name, s.blocking) for s in leak] == [("leakage", load_contract("eval_images").blocking("leakage"))]
+    assert defs.resolve_assets_def("ssl_encoder").op.pool == "sslpipe_train"
     assert {k.to_user_string() for k in defs.resolve_job_def(TRAIN_JOB).asset_layer.executable_asset_keys} >= {
-        "ssl_encoder", "probe_report", "registered_model"}
+        "eval_leakage", "ssl_encoder", "probe_report", "registered_model"}
     assert defs.resolve_job_def(TRAIN_JOB).partitions_def is None
-    # every per-batch asset reads raw_images' manifest: a direct edge keeps the order in any --select subset
-    assert graph.get(dg.AssetKey("image_shards")).parent_keys == {
-        dg.AssetKey("raw_images"), dg.AssetKey("validated_images"), dg.AssetKey("bias_report")}
+    # retries where they can help, none where they cannot
+    policy = {a: defs.resolve_assets_def(a).op.retry_policy for a in keys}
+    assert all(policy[a] is None for a in ("validated_images", "bias_report", "eval_leakage"))
+    assert all(policy[a] is not None for a in ("raw_images", "image_shards", "eval_images", "ssl_encoder",
+                                                "probe_report", "registered_model"))
     assert dg.AssetKey("raw_images") in graph.get(dg.AssetKey("bias_report")).parent_keys
     contract = load_contract("unlabeled_images")
     specs = {s.key.name: s for s in graph.get(dg.AssetKey("validated_images")).check_keys and
@@ -49,32 +57,6 @@ def test_workspace_module_loads_from_environment(tmp_path, monkeypatch):
 
     importlib.reload(mod)
     assert mod.defs.resources["home"].root == str(tmp_path.resolve())
-
-
-def test_sensor_registers_settled_batches_only(tmp_path):
-    landing = tmp_path / "landing"
-    write(landing / "b1" / "a.jpg", jpeg_bytes(1))
-    write(landing / "b2" / "a.jpg", jpeg_bytes(2))
-    (landing / "empty").mkdir()
-    (landing / ".partial").mkdir()
-    write(landing / ".partial" / "x.jpg", jpeg_bytes(3))
-    write(landing / "eval" / "x.jpg", jpeg_bytes(4))
-    old = time.time() - 3600
-    for f in (landing / "b1" / "a.jpg",):
-        os.utime(f, (old, old))
-    found, skipped = landing_batches(landing)
-    assert found == ["b1", "b2"] and set(skipped) == {"empty", ".partial", "eval"}
-
-    instance = dg.DagsterInstance.ephemeral()
-    job = dg.define_asset_job("ingest_batch", selection=["raw_images"], partitions_def=batches)
-    sensor = build_landing_sensor(job, settle_seconds=60)
-    home = PipelineHome(root=str(tmp_path), landing=str(landing))
-    result = sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
-    assert [r.partition_key for r in result.run_requests] == ["b1"]  # b2 is still landing
-    assert result.dynamic_partitions_requests[0].partition_keys == ["b1"]
-    instance.add_dynamic_partitions(batches.name, ["b1"])
-    result = sensor(dg.build_sensor_context(instance=instance, resources={"home": home}))
-    assert not result.run_requests and "no new settled batch" in str(result.skip_reason)
 
 
 def test_a_config_file_in_the_environment_reaches_the_code_location(tmp_path, monkeypatch):

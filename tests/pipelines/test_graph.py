@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from imagefiles import ZOO_EXPECTED, jpeg_bytes, write
+from assets.records import read_record
 from pipelines.cli import main
 from pipelines.runner import run_pipeline
 from pipelines.settings import Settings, prepare_instance
@@ -70,7 +71,12 @@ def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys
     ev = latest(instance, "eval_images")
     assert (ev["accepted"], ev["classes"]) == (12, 2)
     leak = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
-    assert leak["batches_checked"] == ["b1", "b2"] and leak["exact"] == leak["near"] == []
+    # the decision records which shards it covered: each batch's shard index digest, as the encoder trained on them
+    digests = {b: load_index(home / "shards" / b / "index.json").digest for b in ("b1", "b2")}
+    assert leak["batches_checked"] == digests and leak["exact"] == leak["near"] == [] and leak["passed"] is True
+    assert leak["eval_digest"] == ev["eval_digest"] == read_record(home, "eval_images").digest
+    assert latest(instance, "eval_leakage")["batches_checked"] == 2
+    assert read_record(home, "eval_leakage").batches == digests == read_record(home, "ssl_encoder").shard_index_digests
 
     def shard_version():
         rec = instance.get_latest_data_version_record(dg.AssetKey("image_shards"), partition_key="b1")

@@ -24,12 +24,20 @@ def home(tmp_path, capsys):
     for b, n, base in (("b1", 24, 0), ("b2", 24, 100), ("b3", 12, 200)):
         for i in range(n):
             write(home / "landing" / b / f"img{i:02d}.jpg", jpeg_bytes(base + i, size=(40, 32)))
+    eval_set(home)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(CONFIG)
     assert main(["run", "--home", str(home), "--config", str(cfg), "--select",
-                 "raw_images,validated_images,bias_report,image_shards"]) == 0
+                 "eval_images,raw_images,validated_images,bias_report,image_shards,eval_leakage"]) == 0
     capsys.readouterr()
     return home, cfg
+
+
+def eval_set(home: Path) -> None:
+    """A small labeled eval set (image_shards leaves its copies out, so it is ingested first)."""
+    for c, base in (("zero", 900), ("one", 950)):
+        for i in range(3):
+            write(home / "eval" / c / f"{i}.jpg", jpeg_bytes(base + i, size=(40, 32)))
 
 
 def verify(capsys, *args):

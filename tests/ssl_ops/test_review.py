@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 
+from ssl_ops.escape import md_code, md_text
 from ssl_ops.probes import paired_bootstrap_ci, probe_features, probe_split
 from ssl_ops.review import GateConfig, decide, model_card
 from ssl_ops.review.plots import label_fraction_curve, projection_plot, training_curves
@@ -55,8 +56,10 @@ def test_first_model_is_promoted_only_when_it_beats_both_baselines():
     assert GOOD["linear"] > OK["linear"] > BAD["linear"]
     d = decide(report(GOOD, raw=OK, rnd=BAD), GateConfig(), "simclr", LEAK_OK)
     assert d.passed and d.against == "baselines" and [c["name"] for c in d.checks] == ["leakage", "collapse", "baselines"]
+    assert d.summary == "passed leakage, collapse, baselines (against the baselines)"
     d = decide(report(OK, raw=GOOD, rnd=BAD), GateConfig(), "simclr", LEAK_OK)
-    assert not d.passed and d.summary.startswith("not promoted: baselines:") and "raw pixels" in d.summary
+    assert not d.passed and d.summary.startswith("failed: baselines:") and "raw pixels" in d.summary
+    assert d.to_dict()["summary"] == d.summary and "leakage" not in d.summary  # only the failed checks are named
 
 
 def test_a_clearly_worse_challenger_is_refused_and_an_equal_one_passes():
@@ -123,6 +126,30 @@ def test_model_card_holds_the_decision_tables_and_lineage():
     assert "**domain**" in card and "| sketch |" in card
     assert "abababababababab" in card and "unlabeled_images@1.0.0" in card and "123abc" in card
     assert 'mlflow.pyfunc.load_model("models:/ssl-encoder/2")' in card
+    assert "## Gate decision: **not promoted** (stays challenger)" in card
+    assert d.summary.startswith("failed: primary_metric: ")
+    assert f"Against the champion (version 1), on {md_code('linear')}: {md_text(d.summary)}\n" in card
+
+
+def test_model_card_verdict_follows_the_registry_approval_mode():
+    """A passing version is the candidate (champion once a reviewer approves) unless registry.approval is auto."""
+    r = report(GOOD, OK, BAD)
+    d = decide(r, GateConfig(), "simclr", LEAK_OK)
+    assert d.passed
+    lineage = {"batches": ["b1"], "shard_index_digests": {"b1": "ab" * 32}, "manifest_digests": {"b1": "cd" * 32},
+               "contracts": {"b1": "unlabeled_images@1.0.0"}, "eval_digest": "ef" * 32, "git_sha": "123abc",
+               "dagster_run_id": "run-1", "run_key": "key-1", "mlflow_run_id": "mlrun"}
+    training = {"samples": 400, "steps": 1, "images_seen": 32, "final_loss": 5.0, "images_per_s": 100.0,
+                "device": "cpu", "world": 1, "wall_s": 3.0}
+    cfg = {"method": "simclr", "backbone": "resnet18", "width": 8, "image_size": 32, "batch_size": 32}
+    human = model_card("ssl-encoder", "3", r, d, training, cfg, lineage)  # approval defaults to human
+    assert ("## Gate decision: **passed: candidate**, champion once a reviewer approves it "
+            "(`sslpipe approve ssl-encoder@3`)") in human
+    assert "promoted to champion" not in human and "not promoted" not in human
+    assert f"on {md_code('linear')}: passed leakage, collapse, baselines (against the baselines)\n" in human
+    auto = model_card("ssl-encoder", "3", r, d, training, cfg, lineage, approval="auto")
+    assert "## Gate decision: **passed: promoted to champion** (registry.approval: auto, no reviewer)" in auto
+    assert "sslpipe approve" not in auto and "candidate" not in auto
 
 
 def test_plots_render_to_png():
