@@ -31,6 +31,26 @@ def _settings(a: argparse.Namespace):
     return s.with_config_file(getattr(a, "config", None))
 
 
+def dagster_dev_command(s) -> str:
+    """The command that opens this home in the Dagster UI, with the daemon (sensors, schedules, backfills): the
+    same settings as this run, from any folder, exactly as printed."""
+    import shlex
+    from pathlib import Path
+
+    from pipelines.launch import ROOT
+
+    env = {"DAGSTER_HOME": s.home.dagster_home, "SSLPIPE_HOME": s.home.root}
+    if s.home.landing != s.home.root / "landing":
+        env["SSLPIPE_LANDING"] = s.home.landing
+    if s.home.eval_dir != s.home.root / "eval":
+        env["SSLPIPE_EVAL"] = s.home.eval_dir
+    if s.config_file:
+        env["SSLPIPE_CONFIG"] = s.config_file
+    dagster = Path(sys.executable).with_name("dagster")
+    return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + \
+        f" {shlex.quote(str(dagster))} dev -w {shlex.quote(str(ROOT / 'workspace.yaml'))}"
+
+
 def _demo_config(root) -> str:
     """The demo's config file in its home: approval auto (nobody reviews a demo), written once."""
     from pathlib import Path
@@ -52,7 +72,7 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     blocked = [(o, c) for o in outcomes for c in o.blocked]
     failed = [o for o in outcomes if o.errors]
     print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {terminal(s.home.root)}; "
-          f"see them with: DAGSTER_HOME={s.home.dagster_home} dagster dev -w workspace.yaml")
+          f"see them (and turn the sensors on) with:\n  {terminal(dagster_dev_command(s))}")
     if any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
         print(f"training runs and registered models: mlflow ui --backend-store-uri "
               f"sqlite:///{s.home.mlflow_dir / 'mlflow.db'}")

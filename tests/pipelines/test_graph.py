@@ -143,11 +143,32 @@ def test_leakage_blocks_in_both_directions(home, capsys):
     assert idx.samples == 1 and [(e["path"], e["matches"], e["reason"]) for e in idx.excluded] == [
         ("stolen.jpg", "cat/0.jpg", "eval_copy_exact")]
     assert "1 image(s) are copies of eval images and are left out of the shards" in out
-    # an eval image added after its twin was sharded is caught by the eval set's leakage check
+    trained = read_record(home, "ssl_encoder")
+    assert read_record(home, "eval_leakage").passed and set(trained.batches) == {"b1", "b2", "b3"}
+    # an eval image added after its twin was sharded is caught by the leakage decision (eval_leakage), whose
+    # blocking check stops training in the same run
     write(home / "eval" / "dog" / "copy.jpg", (home / "landing" / "b2" / "new 0.jpg").read_bytes())
-    assert main(["run", "--home", str(home), "--select", "eval_images"]) == 1
+    assert main(["run", "--home", str(home), "--select", "eval_images"]) == 0  # the eval set alone is fine
+    assert read_record(home, "eval_leakage").passed  # eval_images alone does not decide leakage
+    capsys.readouterr()
+    assert main(["run", "--home", str(home), "--select", "eval_leakage,ssl_encoder"]) == 1
     err = capsys.readouterr().err
     assert "BLOCKED: eval_leakage:leakage (global)" in err and "dog/copy.jpg = b2/new 0.jpg" in err
+    decision = read_record(home, "eval_leakage")
+    assert not decision.passed and decision.exact == 1
+    assert read_record(home, "ssl_encoder") == trained  # not trained on shards holding an eval image
+    leak = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
+    assert leak["passed"] is False and len(leak["exact"]) == 1
+    # a whole `sslpipe run` re-shards b2 against the new eval set (image_shards takes it as input), leaving the
+    # copy out, so the decision passes again and training goes ahead
+    assert main(["run", "--home", str(home)]) == 0
+    b2 = load_index(home / "shards" / "b2" / "index.json")
+    assert [(e["path"], e["matches"], e["reason"]) for e in b2.excluded] == [
+        ("new 0.jpg", "dog/copy.jpg", "eval_copy_exact")]
+    decision = read_record(home, "eval_leakage")
+    assert decision.passed and decision.batches["b2"] == b2.digest
+    retrained = read_record(home, "ssl_encoder")
+    assert retrained.run_key != trained.run_key and retrained.shard_index_digests["b2"] == b2.digest
 
 
 def test_a_blocked_batch_is_not_sharded_by_a_later_partial_run(home, tmp_path, capsys):
