@@ -6,6 +6,13 @@
                                                       check manifests, shard indexes and shards; exit 0 when
                                                       all is intact, 1 when something is damaged (each named,
                                                       with the command that rebuilds it), 2 for bad arguments
+    sslpipe review [MODEL] [--version V] [--json] [--html FILE]     the candidate beside the champion
+    sslpipe approve MODEL@VERSION --reason TEXT [--reviewer NAME] [--force]
+    sslpipe reject MODEL@VERSION --reason TEXT [--reviewer NAME]
+    sslpipe rollback MODEL [--to VERSION] --reason TEXT [--reviewer NAME]
+    sslpipe lineage MODEL@VERSION|MODEL@ALIAS [--json]              what made a model
+    sslpipe lineage --image PATH|SHA256 [--json]                    which batch, shard and models hold an image
+    (pipelines/review_cli.py and pipelines/lineage_cli.py; they take --home and --config as run does)
 
 Exit status: 0 when every run succeeded and no blocking check failed; 1 when a blocking check or a
 step failed (each named, with why) or the disk is full (one line: where, and how much is free); 2 for bad
