@@ -13,7 +13,7 @@ the config says `registry: {approval: auto}`) or a rollback.
     reg.approve("3", "ana", "why"); reg.reject("4", "ana", "why"); reg.rollback("2", "ana", "why")
     reg.previous_champion()                        # where `rollback` goes without --to (from the history)
 
-Alias history: each move is a tag on the registered model, `sslpipe.alias_history.NNNN`, holding JSON
+Alias history: each move is a tag on the registered model, `sslpipe.alias_history.<ns>-<random>`, holding JSON
 {time, alias, from_version, to_version, reason, dagster_run_id, reviewer, action[, forced]}; they show on the
 model's page in the MLflow UI and `history()` reads them back in order. Each version's review state is its tag
 `sslpipe.review` (REVIEW_TAG): {status: pending | approved | rejected | gate_failed | rolled_back, reviewer, time,
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from assets.mlflow_tracking import MlflowTracking, quiet_mlflow
@@ -37,6 +38,13 @@ RUN_KEY_TAG = "sslpipe.run_key"
 GATE_TAG = "sslpipe.gate"  # set last: a version without it did not finish registering
 REVIEW_TAG = "sslpipe.review"  # the version's review state (JSON): pending, approved, rejected, gate_failed
 AUTO_REVIEWER = "auto (registry.approval: auto)"
+
+
+def history_key() -> str:
+    """A new alias-history tag name: the time in nanoseconds, then a random part. Names sort in time order, and
+    two processes recording at once (two reviewers, a registration and a review) never write the same tag,
+    where counting the entries (0000, 0001, ...) would let one overwrite the other."""
+    return f"{HISTORY_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
 
 class Registry:
@@ -105,8 +113,11 @@ class Registry:
             self.client.delete_registered_model_alias(self.name, alias)
         else:
             self.client.set_registered_model_alias(self.name, alias, str(version))
-        n = len(self.history())
-        self.client.set_registered_model_tag(self.name, f"{HISTORY_PREFIX}{n:04d}", json.dumps(record))
+        return self.record_history(record)
+
+    def record_history(self, record: dict) -> dict:
+        """Append an entry to the alias history (a tag of its own: see history_key)."""
+        self.client.set_registered_model_tag(self.name, history_key(), json.dumps(record))
         return record
 
     def review_state(self, version: str) -> dict:

@@ -137,3 +137,33 @@ def test_mlflow_runs_left_running_by_a_failed_dagster_run_are_ended(tmp_path):
     assert client.get_run(dead.run_id).info.status == "FAILED"
     assert client.get_run(alive.run_id).info.status == "RUNNING"
     assert end_mlflow_runs(s, ["dead-run"]) == 0  # already ended
+
+
+HISTORY_RACER = BARRIER + '''
+import sys
+from pathlib import Path
+from assets.mlflow_registry import Registry
+from assets.mlflow_tracking import MlflowTracking
+root, me = Path(sys.argv[1]), sys.argv[2]
+home = root / "home"
+t = MlflowTracking(tracking_uri=f"sqlite:///{home}/mlflow/mlflow.db", artifact_root=f"{home}/mlflow/artifacts")
+reg = Registry(t)
+barrier(root / "go", me, 2)  # two reviewers record decisions at the same moment
+for k in range(int(sys.argv[3])):
+    reg.record_history({"reviewer": me, "k": k})  # what every alias move writes
+print("done", flush=True)
+'''
+
+
+def test_two_reviewers_recording_at_once_never_overwrite_each_others_history(tmp_path):
+    from assets.mlflow_registry import Registry
+    from assets.mlflow_tracking import MlflowTracking
+
+    home = tmp_path / "home"
+    t = MlflowTracking(tracking_uri=f"sqlite:///{home}/mlflow/mlflow.db", artifact_root=f"{home}/mlflow/artifacts")
+    Registry(t).ensure()  # the store exists before the race (its creation is raced in another test)
+    race(HISTORY_RACER, tmp_path, rounds=15)
+    entries = [(h["reviewer"], h["k"]) for h in Registry(t).history()]
+    assert sorted(entries) == sorted((me, k) for me in "ab" for k in range(15))  # 30 entries, none lost
+    for me in "ab":  # each process's own entries in the order it wrote them
+        assert [k for r, k in entries if r == me] == list(range(15))

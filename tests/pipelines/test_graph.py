@@ -222,6 +222,17 @@ def test_bad_arguments_exit_2_with_a_clear_message(home, capsys, args, needle):
     assert needle in capsys.readouterr().err
 
 
+def test_sharding_needs_the_eval_set_materialized_first(home, capsys):
+    """image_shards takes the eval set's record as input (to leave its copies out): no eval set, no shards."""
+    assert main(["run", "--home", str(home), "--batches", "b2", "--select",
+                 "raw_images,validated_images,bias_report,image_shards"]) == 1
+    err = capsys.readouterr().err
+    assert "eval_images has not been materialized in this home" in err and "materialize it first" in err
+    assert not (home / "shards" / "b2").exists() and (home / "manifests" / "b2" / "accepted.parquet").is_file()
+    assert main(["run", "--home", str(home), "--batches", "b2", "--select", "eval_images,image_shards"]) == 0
+    assert load_index(home / "shards" / "b2" / "index.json").samples == 6  # b1 is not ingested here: no duplicate
+
+
 def test_missing_eval_folder_fails_the_eval_run_with_a_clear_message(home, capsys):
     shutil.rmtree(home / "eval")
     assert main(["run", "--home", str(home), "--select", "eval_images"]) == 1
