@@ -188,6 +188,56 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+# The pipeline's stages are module-level classes, not closures: DataLoader workers started by "spawn" or
+# "forkserver" (the start method of a run launched by the Dagster daemon, or of macOS) receive them pickled.
+class _EpochShards:
+    """One epoch of this rank's shards, in a seeded order that is the same on every rank and worker."""
+
+    def __init__(self, urls: list[str], seed: int, rank: int, world: int):
+        self.urls, self.seed, self.rank, self.world = list(urls), seed, rank, world
+
+    def __call__(self):
+        _register_fsspec_schemes(self.urls)  # here too: this runs in the DataLoader worker
+        order = list(self.urls)
+        random.Random(self.seed).shuffle(order)
+        w, nw = _worker()
+        for url in order[self.rank::self.world][w::nw]:  # node split, then worker split
+            yield {"url": url}
+
+
+class _ResampledShards:
+    """Shards drawn with replacement: a different, reproducible stream per rank and worker."""
+
+    def __init__(self, urls: list[str], seed: int, rank: int):
+        self.urls, self.seed, self.rank = list(urls), seed, rank
+
+    def __call__(self):
+        _register_fsspec_schemes(self.urls)
+        w, _ = _worker()
+        rng = random.Random(f"{self.seed}/{self.rank}/{w}")
+        while True:
+            yield {"url": rng.choice(self.urls)}
+
+
+class _Samples:
+    """The samples of each shard, counted against the index (url -> samples)."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+
+    def __call__(self, src):
+        for item in src:
+            yield from read_shard_samples(item["url"], self.counts.get(item["url"]))
+
+
+class _ToImage:
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, sample):
+        return _to_image(sample, self.size)
+
+
 def make_loader(urls: list[str], cfg: LoaderConfig, rank: int = 0, world: int = 1, steps: int | None = None,
                 epoch: int = 0, expected: dict[str, int] | None = None) -> torch.utils.data.DataLoader:
     """A DataLoader of [batch_size, 3, S, S] uint8 batches (last partial batch dropped).
@@ -206,34 +256,12 @@ def make_loader(urls: list[str], cfg: LoaderConfig, rank: int = 0, world: int = 
                          f"one. Lower the workers, use resampled mode (steps=N), or write smaller shards "
                          f"(shards.max_samples) so there are more of them.")
     seed = cfg.seed * 100003 + epoch
-
-    def epoch_shards():
-        _register_fsspec_schemes(urls)  # here too: this runs in the DataLoader worker
-        order = list(urls)
-        random.Random(seed).shuffle(order)  # the same order on every rank and worker
-        w, nw = _worker()
-        for url in order[rank::world][w::nw]:  # node split, then worker split
-            yield {"url": url}
-
-    def resampled_shards():
-        _register_fsspec_schemes(urls)
-        w, _ = _worker()
-        rng = random.Random(f"{seed}/{rank}/{w}")  # a different, reproducible stream per rank and worker
-        while True:
-            yield {"url": rng.choice(urls)}
-
-    counts = dict(expected or {})
-
-    def samples(src):
-        for item in src:
-            yield from read_shard_samples(item["url"], counts.get(item["url"]))
-
-    w_rng_seed = f"{seed}/{rank}"
-    stages = [resampled_shards if steps is not None else epoch_shards, samples]
+    shards = _ResampledShards(urls, seed, rank) if steps is not None else _EpochShards(urls, seed, rank, world)
+    stages = [shards, _Samples(dict(expected or {}))]
     if cfg.shuffle_buffer:
         stages.append(wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 500),
-                                  rng=random.Random(w_rng_seed)))
-    stages += [wds.map(lambda s: _to_image(s, cfg.image_size)),
+                                  rng=random.Random(f"{seed}/{rank}")))
+    stages += [wds.map(_ToImage(cfg.image_size)),
                wds.batched(cfg.batch_size, partial=False, collation_fn=torch.stack)]
     ds = wds.DataPipeline(*stages)
     if steps is not None:

@@ -1,4 +1,4 @@
-"""The whole graph, three times, on the embedded digits in a real Dagster instance and a real MLflow store:
+"""The whole graph, four times, on the embedded digits in a real Dagster instance and a real MLflow store:
 probe_report and registered_model down both sides of the champion/challenger gate, lineage in MLflow and
 Dagster, idempotent registration, and the registered model loaded back in a fresh process."""
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from assets.mlflow_registry import HISTORY_PREFIX
+from assets.mlflow_registry import AUTO_REVIEWER, HISTORY_PREFIX, REVIEW_TAG
 from pipelines.cli import main
 from pipelines.settings import DEFAULT_TRAIN, Settings, prepare_instance
 from ssl_ops.demo_data import write_demo
@@ -31,8 +31,8 @@ ONE_STEP = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size
             "batch_size": 32, "steps": 1, "warmup_steps": 0, "workers": 0, "checkpoint_every": 0, "health_every": 1}
 
 
-def write_config(path: Path, train: dict) -> Path:
-    path.write_text(json.dumps({"train": train}))  # JSON is YAML
+def write_config(path: Path, train: dict, registry: dict | None = None) -> Path:
+    path.write_text(json.dumps({"train": train, **({"registry": registry} if registry else {})}))  # JSON is YAML
     return path
 
 
@@ -47,8 +47,10 @@ def metadata(home: Path, asset: str) -> list[dict]:
 def rounds(tmp_path_factory):
     """Round 1: two batches, a 1-step encoder (no champion yet: must beat the baselines, does not).
     Round 2: `sslpipe demo`, as a user runs it: the third batch lands and the shipped training default
-    trains on all three: promoted, the first champion.
-    Round 3: a 1-step encoder on the same three batches: registered, not promoted against the champion.
+    trains on all three; the demo's config (<home>/demo.yaml) says registry.approval: auto, so the gate's
+    pass makes it the candidate and at once the champion, approved by nobody but the config.
+    Round 3: a 1-step encoder on the same three batches with a human-approval config: registered, fails the gate
+    against the champion: stays challenger, never the candidate; a reviewer cannot approve it without --force.
     Round 4: round 3 again: nothing new registered."""
     saved = dict(os.environ)  # module-scoped: the autouse restore_environ fixture does not cover it
     try:
@@ -69,16 +71,28 @@ def _rounds(tmp_path_factory) -> dict:
     os.environ.pop("SSLPIPE_CONFIG", None)  # round 1 exported it in this process; a user's new shell has none
     with contextlib.redirect_stdout(capsys):
         codes.append(main(["demo", "--home", str(home)]))  # writes demo-003 again; shipped defaults throughout
-    codes.append(main(["run", "--home", str(home), "--config", str(one)]))
-    codes.append(main(["run", "--home", str(home), "--config", str(one)]))
+    human = write_config(tmp / "human.yaml", ONE_STEP, {"approval": "human"})
+    codes.append(main(["run", "--home", str(home), "--config", str(human)]))
+    codes.append(main(["run", "--home", str(home), "--config", str(human)]))
     client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
-    return {"home": home, "codes": codes, "client": client, "demo_out": capsys.getvalue()}
+    before = {k: str(v) for k, v in client.get_registered_model("ssl-encoder").aliases.items()}
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        approve = main(["approve", "ssl-encoder@3", "--reason", "looks fine to me", "--reviewer", "ana",
+                        "--home", str(home), "--config", str(human)])
+    return {"home": home, "codes": codes, "client": client, "demo_out": capsys.getvalue(), "aliases_before": before,
+            "approve": (approve, err.getvalue())}
 
 
 def test_the_demo_trains_on_every_batch_with_the_shipped_default_and_ends_with_a_champion(rounds):
     home, out = rounds["home"], rounds["demo_out"]
-    assert "registered 1 new batch(es): demo-003" in out and "materialized ssl_encoder, probe_report, registered_model" in out
+    assert "registered 1 new batch(es): demo-003" in out, out
+    assert "materialized eval_leakage, ssl_encoder, probe_report, registered_model" in out, out
+    assert out.rstrip().endswith("version 2 of ssl-encoder is the champion"), out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
+    # no --config: the demo writes its own, auto approval, and says so
+    assert "approval: auto (the demo's config" in out
+    assert "registry:\n  approval: auto\n" in (home / "demo.yaml").read_text()
     demo = [m for m in metadata(home, "ssl_encoder") if m["steps"] == DEFAULT_TRAIN["steps"]]
     assert len(demo) == 1 and demo[0]["batches"] == ["demo-001", "demo-002", "demo-003"]
     losses = [json.loads(x)["loss"] for x in (home / "models" / demo[0]["run_key"] / "metrics.jsonl").read_text().splitlines()]
@@ -86,41 +100,69 @@ def test_the_demo_trains_on_every_batch_with_the_shipped_default_and_ends_with_a
     idx = [load_index(home / "shards" / f"demo-00{i}" / "index.json") for i in (1, 2, 3)]
     ev = read_manifest(home / "manifests" / "eval" / "accepted.parquet")
     assert sum(i.samples for i in idx) + ev.num_rows == 1797  # every digit is either trained on or evaluated
-    assert rounds["client"].get_model_version_by_alias("ssl-encoder", "champion").tags["sslpipe.run_key"] == demo[0]["run_key"]
+    champ = rounds["client"].get_model_version_by_alias("ssl-encoder", "champion")
+    assert champ.tags["sslpipe.run_key"] == demo[0]["run_key"] and str(champ.version) == "2"
+    review = json.loads(champ.tags[REVIEW_TAG])
+    assert (review["status"], review["reviewer"], review["action"]) == ("approved", AUTO_REVIEWER, "approve")
+    assert (review["from_version"], review["to_version"]) == (None, "2") and review["forced"] is False
 
 
 def versions(client):
     return {str(v.version): v for v in client.search_model_versions("name = 'ssl-encoder'")}
 
 
+def history(client) -> list[dict]:
+    return [json.loads(t) for k, t in sorted(client.get_registered_model("ssl-encoder").tags.items())
+            if k.startswith(HISTORY_PREFIX)]
+
+
 def test_gate_promotes_the_better_model_and_refuses_worse_ones_with_the_reason_in_their_card(rounds):
-    assert rounds["codes"] == [0, 0, 0, 0]  # a refused promotion is a decision, not a failure
+    assert rounds["codes"] == [0, 0, 0, 0]  # a failed gate is a decision, not a failure
     client = rounds["client"]
     v = versions(client)
     assert sorted(v) == ["1", "2", "3"]  # round 4 registered nothing new
     aliases = client.get_registered_model("ssl-encoder").aliases
-    assert {k: str(v) for k, v in aliases.items()} == {"champion": "2", "challenger": "3"}
+    assert {k: str(v) for k, v in aliases.items()} == {"champion": "2", "challenger": "3"}  # no candidate left
+    assert rounds["aliases_before"] == {"champion": "2", "challenger": "3"}
 
     first = json.loads(v["1"].tags["sslpipe.gate"])
     assert not first["passed"] and first["against"] == "baselines"
-    assert "**not promoted**" in v["1"].description and "the first champion must beat both" in v["1"].description
+    assert "**not promoted** (stays challenger)" in v["1"].description
+    assert "the first champion must beat both" in v["1"].description
+    assert json.loads(v["1"].tags[REVIEW_TAG])["status"] == "gate_failed"
 
     champ = json.loads(v["2"].tags["sslpipe.gate"])
-    assert champ["passed"] and champ["against"] == "baselines" and "**promoted to champion**" in v["2"].description
+    assert champ["passed"] and champ["against"] == "baselines" and champ["summary"].startswith("passed ")
+    assert "**passed: promoted to champion** (registry.approval: auto, no reviewer)" in v["2"].description
 
     worse = json.loads(v["3"].tags["sslpipe.gate"])
-    assert not worse["passed"] and worse["against"] == "champion"
+    assert not worse["passed"] and worse["against"] == "champion" and worse["summary"].startswith("failed: ")
     assert "primary_metric: linear" in worse["summary"] and "vs champion" in worse["summary"]
+    assert "**not promoted** (stays challenger)" in v["3"].description and "candidate" not in v["3"].description
     assert "(version 2)" in v["3"].description and "| champion |" in v["3"].description
+    state = json.loads(v["3"].tags[REVIEW_TAG])
+    assert (state["status"], state["reviewer"]) == ("gate_failed", None) and state["reason"] == worse["summary"]
     card = client.download_artifacts(v["3"].run_id, "model_card.md")
     assert Path(card).read_text() == v["3"].description
 
-    hist = [json.loads(t) for k, t in sorted(client.get_registered_model("ssl-encoder").tags.items())
-            if k.startswith(HISTORY_PREFIX)]
-    assert [(h["alias"], h["from_version"], h["to_version"]) for h in hist] == [
-        ("challenger", None, "1"), ("challenger", "1", "2"), ("champion", None, "2"), ("challenger", "2", "3")]
-    assert hist[2]["reason"].startswith("promoted") and "baselines" in hist[2]["reason"]
+    # a reviewer cannot approve a version whose gate failed without --force: refused, nothing changed
+    code, err = rounds["approve"]
+    assert code == 1 and "version 3 failed its gate" in err and "needs --force" in err
+
+    hist = history(client)
+    assert [(h["alias"], h["from_version"], h["to_version"], h["action"], h["reviewer"]) for h in hist] == [
+        ("challenger", None, "1", "register", None),  # round 1: failed, challenger only
+        ("challenger", "1", "2", "register", None),  # round 2 (demo): passed ...
+        ("candidate", None, "2", "gate", None),  # ... the candidate ...
+        ("champion", None, "2", "approve", AUTO_REVIEWER),  # ... approved by the demo's config ...
+        ("candidate", "2", None, "approve", AUTO_REVIEWER),  # ... so no longer waiting for review
+        ("challenger", "2", "3", "register", None)]  # round 3: failed; round 4: nothing
+    assert hist[2]["reason"].startswith("the gate passed: passed ") and "against the baselines" in hist[2]["reason"]
+    assert hist[3]["reason"].startswith("registry.approval is auto; the gate passed: passed ")
+    assert hist[4]["reason"].startswith("approved as champion: registry.approval is auto")
     assert all(h["time"] and h["dagster_run_id"] for h in hist)
+    assert len({h["dagster_run_id"] for h in hist[1:5]}) == 1 != len({h["dagster_run_id"] for h in hist})
+    assert not any(h.get("forced") for h in hist)
 
 
 def test_each_version_carries_its_lineage_and_the_dagster_materialization_links_back(rounds):
@@ -154,7 +196,10 @@ def test_each_version_carries_its_lineage_and_the_dagster_materialization_links_
 
     reg = metadata(home, "registered_model")
     assert [m["version"] for m in reg] == ["1", "2", "3", "3"] and [m["reused"] for m in reg] == [False] * 3 + [True]
-    assert reg[1]["promoted"] and reg[1]["model_version"].endswith("/#/models/ssl-encoder/versions/2")
+    assert [(m["gate_passed"], m["review"]) for m in reg] == [
+        (False, "gate_failed"), (True, "approved"), (False, "gate_failed"), (False, "gate_failed")]
+    assert [m["champion_version"] for m in reg] == ["none", "2", "2", "2"]
+    assert "promoted" not in reg[1] and reg[1]["model_version"].endswith("/#/models/ssl-encoder/versions/2")
     assert "## Gate decision" in reg[1]["model_card"]
     probes = metadata(home, "probe_report")
     assert probes[-1]["champion_version"] == "2" and "| champion |" in probes[-1]["probes"]

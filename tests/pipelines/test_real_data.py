@@ -7,11 +7,13 @@ marked slow (about a minute); .ci/run runs it.
 import csv
 import io
 import json
+import shutil
 import zipfile
 
 import pytest
 
-from imagefiles import extract, need_shared
+from assets.records import read_record
+from imagefiles import extract, jpeg_bytes, need_shared, write
 from pipelines.cli import main
 from ssl_ops.manifest import read_manifest
 from ssl_ops.shards import load_index
@@ -46,12 +48,24 @@ def pacs_config(tmp_path, severity):
     return tmp_path / "config.yaml"
 
 
+def small_eval_set(home):
+    """image_shards needs the eval set materialized first (it leaves eval copies out of the shards): a small one
+    of synthetic images, none of them near a PACS image."""
+    for c in ("cat", "dog"):
+        for i in range(6):
+            write(home / "eval" / c / f"{i}.jpg", jpeg_bytes(500 + 10 * (c == "dog") + i, size=(36, 36)))
+
+
+PACS_INGEST = "eval_images,raw_images,validated_images,bias_report,image_shards"
+
+
 def test_pacs_domain_imbalance_is_flagged(pacs_landing, tmp_path, capsys):
     root, counts = pacs_landing
     assert counts == PACS_DOMAINS
     home = tmp_path / "home"
+    small_eval_set(home)
     code = main(["run", "--home", str(home), "--landing", str(root / "landing"), "--config", str(pacs_config(tmp_path, "warn")),
-                 "--select", "raw_images,validated_images,bias_report,image_shards"])
+                 "--select", PACS_INGEST])
     out = capsys.readouterr().out
     assert code == 0
     accepted = read_manifest(home / "manifests" / "pacs" / "accepted.parquet")
@@ -64,14 +78,17 @@ def test_pacs_domain_imbalance_is_flagged(pacs_landing, tmp_path, capsys):
     assert 0.16 < group["shares"]["photo"] < 0.175 and min(v for k, v in group["shares"].items() if k != "photo") > 0.2
     assert report["flags"]["group_representation"] is True
     assert "warning check bias_report:group_representation failed: domain=photo 16." in out
-    assert load_index(home / "shards" / "pacs" / "index.json").samples == accepted.num_rows  # a warning does not block
+    idx = load_index(home / "shards" / "pacs" / "index.json")
+    assert idx.samples == accepted.num_rows and idx.excluded == []  # a warning does not block; no eval copies
+    assert read_record(home, "eval_images").images == 12
 
 
 def test_pacs_imbalance_blocks_when_the_contract_says_so(pacs_landing, tmp_path, capsys):
     root, _ = pacs_landing
     home = tmp_path / "home"
+    small_eval_set(home)
     code = main(["run", "--home", str(home), "--landing", str(root / "landing"), "--config", str(pacs_config(tmp_path, "block")),
-                 "--select", "raw_images,validated_images,bias_report,image_shards"])
+                 "--select", PACS_INGEST])
     assert code == 1
     assert "BLOCKED: bias_report:group_representation (pacs): domain=photo 16." in capsys.readouterr().err
     assert not (home / "shards" / "pacs").exists()
@@ -109,20 +126,32 @@ def test_cifar10_subset_through_the_graph(tmp_path, capsys):
 def test_cifar10_full_train_set_finds_real_test_train_near_duplicates(tmp_path, capsys):
     home = tmp_path / "home"
     assert stage_cifar(home, every=1, batches=5) == 50000
-    # train batches first (as if they landed before the eval set existed): the eval set's check finds the copies
-    assert main(["run", "--home", str(home), "--select", "raw_images,validated_images,bias_report,image_shards"]) == 0
+    # the train batches are sharded against a first, small eval set (image_shards needs one); then the eval set
+    # becomes CIFAR-10's test set: the leakage decision, on the shards as they are, finds the copies
+    (home / "eval").rename(home / "cifar-test")
+    small_eval_set(home)
+    assert main(["run", "--home", str(home), "--select", PACS_INGEST]) == 0
     assert sum(load_index(home / "shards" / f"train-{b}" / "index.json").samples for b in range(1, 6)) == 50000
-    assert main(["run", "--home", str(home), "--select", "eval_images"]) == 1
+    shutil.rmtree(home / "eval")
+    (home / "cifar-test").rename(home / "eval")
+    capsys.readouterr()
+    assert main(["run", "--home", str(home), "--select", "eval_images,eval_leakage"]) == 1
     assert "BLOCKED: eval_leakage:leakage (global)" in capsys.readouterr().err
+    assert read_record(home, "ssl_encoder") is None
     leaks = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
+    assert leaks["passed"] is False and sorted(leaks["batches_checked"]) == [f"train-{b}" for b in range(1, 6)]
     pairs = {(m["eval"], m["train"].split("/", 1)[1]) for m in leaks["near"] + leaks["exact"]}  # minus the batch
     # a pair checked by eye: the same yellow car, 2 pHash bits apart
     assert ("automobile/0337.jpg", "train/automobile/4929.jpg") in pairs
     assert 50 <= len(pairs) <= 300
-    # re-running the batches now leaves those training images out of the shards, and the eval set passes
+    # a whole run re-shards the batches against the new eval set (image_shards takes it as input), leaving those
+    # training images out, so the decision passes and training goes ahead on the shards it covered
     capsys.readouterr()
     assert main(["run", "--home", str(home)]) == 0
-    excluded = [e for b in range(1, 6) for e in load_index(home / "shards" / f"train-{b}" / "index.json").excluded]
+    idx = {f"train-{b}": load_index(home / "shards" / f"train-{b}" / "index.json") for b in range(1, 6)}
+    excluded = [e for i in idx.values() for e in i.excluded]
     assert len(excluded) >= len(pairs)  # every training image near an eval image, some eval images have several
     after = json.loads((home / "reports" / "eval" / "leakage.json").read_text())
-    assert after["exact"] == after["near"] == [] and len(after["batches_checked"]) == 5
+    assert after["passed"] is True and after["exact"] == after["near"] == []
+    assert after["batches_checked"] == {b: i.digest for b, i in idx.items()}
+    assert read_record(home, "ssl_encoder").shard_index_digests == after["batches_checked"]

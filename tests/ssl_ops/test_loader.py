@@ -95,3 +95,30 @@ def test_fsspec_urls_for_the_index_and_the_shards(shards):
     assert urls[0].startswith("memory://bucket/b/shard-") and len(urls) == 8
     got = ids(make_loader(urls, LoaderConfig(image_size=8, batch_size=1, workers=0, shuffle_buffer=0)))
     assert sorted(got) == list(range(120))
+
+
+SPAWNED = '''
+import multiprocessing, sys
+multiprocessing.set_start_method(sys.argv[1], force=True)  # as in a run the Dagster daemon launches
+from ssl_ops.data import LoaderConfig, make_loader
+urls = sys.argv[2].split(",")
+cfg = LoaderConfig(image_size=8, batch_size=1, workers=2, seed=1, shuffle_buffer=10)
+epoch = [int(b[0, 0, 0]) - 10 for batch in make_loader(urls, cfg) for b in batch]
+steps = list(make_loader(urls, cfg, steps=5))
+print(sorted(epoch) == list(range(120)), len(steps))
+'''
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_loader_workers_start_by_spawn_and_forkserver_too(shards, method):
+    """Workers that receive the pipeline pickled (spawn, forkserver) read the same data as forked ones: a
+    training launched by the daemon once failed with "Can't pickle local object ... resampled_shards"."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", SPAWNED, method, ",".join(shards)], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "5"]
