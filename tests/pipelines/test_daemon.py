@@ -32,8 +32,9 @@ from ssl_ops.ingest.ready import READY_MARKER
 
 pytestmark = pytest.mark.slow
 
+# workers 1, as shipped: the daemon's run workers start DataLoader workers by spawn/forkserver (pickled stages)
 TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 8, "image_size": 16, "batch_size": 32, "steps": 3,
-         "warmup_steps": 1, "workers": 0, "checkpoint_every": 0, "health_every": 1}
+         "warmup_steps": 1, "workers": 1, "checkpoint_every": 0, "health_every": 1}
 BATCH_ASSETS = ["raw_images", "validated_images", "bias_report", "image_shards"]
 
 REEXECUTE = """mutation($id: String!) {
