@@ -65,11 +65,18 @@ def check_reason(reason: str | None) -> str:
 
 
 def parse_model_version(spec: str) -> tuple[str, str]:
-    """'ssl-encoder@3' -> ('ssl-encoder', '3'); BadArguments when it is not MODEL@VERSION."""
-    model, at, version = spec.rpartition("@")
-    if not at or not model or not version.isdigit():
-        raise BadArguments(f"{spec!r} is not MODEL@VERSION (e.g. ssl-encoder@3)")
-    return model, str(int(version))
+    """'ssl-encoder@3' -> ('ssl-encoder', '3'); BadArguments when it is not MODEL@VERSION. The one parser of
+    model specs (ssl_ops.lineage_index.parse_model_spec), which also takes MODEL@ALIAS; decisions need a version."""
+    from ssl_ops.lineage_index import LineageInputError, parse_model_spec
+
+    try:
+        model, ref = parse_model_spec(spec)
+    except LineageInputError:
+        raise BadArguments(f"{spec!r} is not MODEL@VERSION (e.g. ssl-encoder@3)") from None
+    if not ref.isdigit():
+        raise BadArguments(f"{spec!r} is not MODEL@VERSION (e.g. ssl-encoder@3): a decision names the version, "
+                           f"not an alias")
+    return model, ref
 
 
 def require_model(reg: Registry) -> None:

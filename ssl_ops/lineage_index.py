@@ -15,13 +15,14 @@ the bytes the model learned from.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from ssl_ops.shards.verify import file_sha256
 
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,255}$")  # as pipelines.settings accepts registry.model_name
@@ -43,14 +44,6 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     if not (ref.isdigit() and ref.isascii() and int(ref) > 0) and not ALIAS.match(ref):
         raise LineageInputError(f"{spec!r}: {ref!r} is neither a version number (1, 2, ...) nor an alias name; {example}")
     return name, str(int(ref)) if ref.isdigit() else ref
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def image_sample_id(arg: str) -> tuple[str, str | None]:
