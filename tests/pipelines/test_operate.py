@@ -268,3 +268,15 @@ def test_a_backfill_after_a_contract_change_gives_the_same_shards_and_does_not_r
     assert read_record(home, "registered_model").version == "1"  # nothing new registered
     versions = json.loads((home / "reports" / "b1" / "validated_images.checks.json").read_text())["contract"]
     assert contract["version"] in versions
+
+
+def test_a_failed_blocking_check_is_not_retried_though_its_asset_has_a_retry_policy(tmp_path):
+    home = tmp_path / "home"
+    for c in ("cat", "dog"):  # two images: under the eval contract's minimum rows and per class
+        write(home / "eval" / c / "0.jpg", jpeg_bytes(900 + (c == "dog"), size=(36, 36)))
+    (home / "landing").mkdir(parents=True)
+    s = settings_for(home, tmp_path)
+    o = run_pipeline(s, select="eval_images")[0]
+    assert [c.check for c in o.blocked] and not o.success
+    events = step_events(prepare_instance(s), o.run_id, "eval_images")
+    assert events.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in events and events[-1] == "STEP_FAILURE"
