@@ -16,8 +16,23 @@ class _AssetMessagesOnly(logging.Filter):
         if meta is None:
             return True
         if meta.get("dagster_event") is not None:
-            return False  # framework events: steps, materializations, failures
+            return getattr(record, "sslpipe_pool_wait", False)  # framework events: steps, materializations, ...
         record.msg, record.args = meta.get("orig_message", record.msg), ()
+        return True
+
+
+class _PoolWaits(logging.Filter):
+    """A step waiting for a pool (one training, one ingestion at a time across runs) is said, at INFO: the user
+    should know why nothing moves. Dagster logs it as a DEBUG engine event."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        meta = getattr(record, LOG_RECORD_METADATA_ATTR, None) or {}
+        message = meta.get("orig_message") or ""
+        if meta.get("dagster_event") is not None and message.startswith("Step blocked by limit for pool "):
+            step = meta.get("step_key") or "a step"
+            record.msg, record.args = (f"{step}: waiting for a free slot of pool {message.rsplit(' ', 1)[-1]} "
+                                       f"(another run holds it; one at a time across runs)"), ()
+            record.levelno, record.levelname, record.sslpipe_pool_wait = logging.INFO, "INFO", True
         return True
 
 
@@ -34,8 +49,10 @@ class _TerminalSafe(logging.Formatter):
 @dg.logger(config_schema={"log_level": dg.Field(str, is_required=False, default_value="INFO")},
            description="The assets' own messages on stdout, without Dagster's event stream.")
 def sslpipe_console(init_context) -> logging.Logger:
-    logger = logging.Logger("sslpipe", level=init_context.logger_config["log_level"])
+    logger = logging.Logger("sslpipe", level=logging.DEBUG)  # the handler applies the configured level
+    logger.addFilter(_PoolWaits())
     handler = logging.StreamHandler(sys.stdout)
+    handler.setLevel(init_context.logger_config["log_level"])
     handler.addFilter(_AssetMessagesOnly())
     handler.setFormatter(_TerminalSafe("    %(levelname)s %(message)s"))
     logger.addHandler(handler)

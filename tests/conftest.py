@@ -17,13 +17,25 @@ def restore_environ():
     os.environ.update(saved)
 
 
-@pytest.fixture(autouse=True)
-def landing_is_complete_at_once(request, monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def landing_is_complete_at_once():
     """Tests write a batch folder and run at once: a quiet period of 0 makes every folder complete (as a _READY
-    file would). Tests of the quiet period itself are marked `quiet_period` and set their own. Subprocesses do not
-    see this: the tests that start them write _READY files."""
-    if request.node.get_closest_marker("quiet_period") is None:
-        monkeypatch.setitem(__import__("pipelines.settings").settings.DEFAULT_AUTOMATION, "quiet_seconds", 0)
+    file would), for module fixtures too. Subprocesses do not see this: the tests that start them write _READY
+    files."""
+    from pipelines.settings import DEFAULT_AUTOMATION
+
+    shipped = DEFAULT_AUTOMATION["quiet_seconds"]
+    DEFAULT_AUTOMATION["quiet_seconds"] = 0
+    yield shipped
+    DEFAULT_AUTOMATION["quiet_seconds"] = shipped
+
+
+@pytest.fixture(autouse=True)
+def shipped_quiet_period(request, monkeypatch, landing_is_complete_at_once):
+    """Tests of the quiet period itself (marked `quiet_period`) get the shipped one back."""
+    if request.node.get_closest_marker("quiet_period") is not None:
+        monkeypatch.setitem(__import__("pipelines.settings").settings.DEFAULT_AUTOMATION, "quiet_seconds",
+                            landing_is_complete_at_once)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ def home(tmp_path, capsys):
     for b, n, base in (("b1", 24, 0), ("b2", 24, 100), ("b3", 12, 200)):
         for i in range(n):
             write(home / "landing" / b / f"img{i:02d}.jpg", jpeg_bytes(base + i, size=(40, 32)))
+        (home / "landing" / b / "_READY").touch()  # complete, for the commands run as subprocesses too
     eval_set(home)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(CONFIG)
@@ -36,7 +37,7 @@ def home(tmp_path, capsys):
 def eval_set(home: Path) -> None:
     """A small labeled eval set (image_shards leaves its copies out, so it is ingested first)."""
     for c, base in (("zero", 900), ("one", 950)):
-        for i in range(3):
+        for i in range(6):  # the eval contract asks for at least 10 images
             write(home / "eval" / c / f"{i}.jpg", jpeg_bytes(base + i, size=(40, 32)))
 
 
@@ -50,7 +51,7 @@ def test_verify_finds_each_damage_says_how_to_rebuild_and_the_commands_work_as_p
     home, cfg = home
     h = str(home.resolve())
     rc, out, _ = verify(capsys, "--home", h, "--config", str(cfg))
-    assert rc == 0 and out.strip().endswith("all intact") and "3 batch(es), 8 shard(s), 60 sample(s)" in out
+    assert rc == 0 and out.strip().endswith("all intact") and "4 batch(es), 8 shard(s), 60 sample(s)" in out  # b1-b3 and the eval set
 
     s1 = home / "shards" / "b1" / "shard-000000.tar"  # a flipped byte in a tar header
     with tarfile.open(s1) as t:
