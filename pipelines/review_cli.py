@@ -209,27 +209,29 @@ class _LazyInstance:
         return self._inst.report_runless_asset_event(event)
 
 
-def _approve(a: argparse.Namespace) -> int:
-    from assets.review import BadArguments, approve, parse_model_version
+def _on_version(a: argparse.Namespace, command: str, decide) -> int:
+    """approve / reject: MODEL@VERSION parsed (exit 2 when it is not one), then the decision."""
+    from assets.review import BadArguments, parse_model_version
 
     try:
         model, version = parse_model_version(a.spec)
     except BadArguments as e:
-        print(f"sslpipe approve: bad arguments: {terminal(str(e))}", file=sys.stderr)
+        print(f"sslpipe {command}: bad arguments: {terminal(str(e))}", file=sys.stderr)
         return 2
-    return _decide(a, "approve", model, lambda reg, inst, who: approve(reg, _LazyInstance(inst), version, who,
-                                                                       a.reason, force=a.force))
+    return _decide(a, command, model, lambda reg, inst, who: decide(reg, _LazyInstance(inst), version, who))
+
+
+def _approve(a: argparse.Namespace) -> int:
+    from assets.review import approve
+
+    return _on_version(a, "approve", lambda reg, inst, version, who: approve(reg, inst, version, who, a.reason,
+                                                                             force=a.force))
 
 
 def _reject(a: argparse.Namespace) -> int:
-    from assets.review import BadArguments, parse_model_version, reject
+    from assets.review import reject
 
-    try:
-        model, version = parse_model_version(a.spec)
-    except BadArguments as e:
-        print(f"sslpipe reject: bad arguments: {terminal(str(e))}", file=sys.stderr)
-        return 2
-    return _decide(a, "reject", model, lambda reg, inst, who: reject(reg, _LazyInstance(inst), version, who, a.reason))
+    return _on_version(a, "reject", lambda reg, inst, version, who: reject(reg, inst, version, who, a.reason))
 
 
 def _rollback(a: argparse.Namespace) -> int:
