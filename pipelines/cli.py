@@ -155,6 +155,19 @@ def _verify(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; its output piped into a reader that stops early (`| head`) ends it quietly, as for any tool."""
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more can reach the reader
+        return 1
+
+
+def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sslpipe", description="Self-supervised pretraining pipeline on Dagster.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="register new landing batches and materialize the selected assets")

@@ -46,3 +46,25 @@ def test_registration_lines_escape_folder_names(tmp_path):
     text = "\n".join(lines)
     assert not any(c in text for c in "\x1b\u202e") and len(text.split("\n")) == 2
     assert "registered 1 new batch(es): e\\x1b7x\\u202e" in text and "skipping landing/b2\\x1b[31mRED\\nline2" in text
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`sslpipe ... | head -1`: the reader goes away; no BrokenPipeError traceback on stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; from pipelines.cli import main\n"
+            "sys.exit(main(['verify', '--home', sys.argv[1]]))")
+    home = tmp_path / "home"
+    (home / "manifests").mkdir(parents=True)
+    for i in range(4000):  # many batches: more output than a pipe holds
+        (home / "manifests" / f"batch-{i:05d}").mkdir()
+    p = subprocess.Popen([sys.executable, "-c", code, str(home)], cwd=root, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()  # as `head` does once it has its lines
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
