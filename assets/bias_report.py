@@ -42,6 +42,7 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
         for c in BIAS_CHECKS:
             if flags[c]:
                 context.log.warning(f"bias_report[{batch}] {c}: {report.findings(c)}")
+        home.publish("reports", batch, context.log)
         return dg.MaterializeResult(
             check_results=results,
             metadata={"report": dg.MetadataValue.md(md), "flags": flags,

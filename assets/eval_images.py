@@ -26,6 +26,7 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
                           f"{contract.label}. The leakage decision (eval_leakage) compares it with every training shard.")
     def eval_images(context: dg.AssetExecutionContext, home: PipelineHome):  # -> MaterializeResult with value=EvalSet
         h = home.paths()
+        home.stage_eval(context.log)  # with a prefix: its eval/ copied here first
         if not h.eval_dir.is_dir():
             raise failure(f"eval folder {h.eval_dir} does not exist: put the labeled set there as class folders "
                              "(<class>/<image>) or as images + labels.csv (path,label[,group columns])")
@@ -42,6 +43,8 @@ def build_eval_images(contract: Contract) -> dg.AssetsDefinition:
                 c = outcome.checks.get(name)
                 results.append(check_result(contract, name, c.passed if c else True,
                                             c.summary() if c else f"{name}: no rule in the contract applies"))
+        home.publish("manifests", EVAL_BATCH, context.log)
+        home.publish("reports", EVAL_BATCH, context.log)
         labels = result.accepted.column("attr_label").to_pylist()
         per_class = dict(sorted(Counter(labels).items()))
         groups = [c.removeprefix("attr_") for c in result.accepted.column_names if c.startswith("attr_") and c != "attr_label"]

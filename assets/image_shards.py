@@ -52,12 +52,14 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
                                 f"out of the shards (listed in index.json 'excluded'), e.g. {exclude[0]['path']} ~ "
                                 f"eval {exclude[0]['matches']}")
         t0 = time.perf_counter()
+        home.stage_batch(batch)  # with a prefix: the landing copy the manifest was made from (usually in place)
         index = shard_batch(manifest, h.batch_dir(batch), h.shard_dir(batch), config.to_library(),
                             progress=lambda d, n: context.log.info(f"image_shards[{batch}]: {d}/{n} samples"),
                             exclude=exclude, links=links)
         secs = time.perf_counter() - t0
         context.log.info(f"image_shards[{batch}]: {index.samples} samples in {len(index.shards)} shard(s), "
                          f"{'reused (input unchanged)' if index.reused else f'written in {secs:.1f}s'}")
+        published = home.publish("shards", batch, context.log)  # with a prefix: the shards, then index.json last
         return dg.MaterializeResult(
             data_version=dg.DataVersion(index.digest),
             metadata={"shards": len(index.shards), "samples": index.samples,
@@ -66,6 +68,7 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
                       "excluded_eval_copies": len(index.excluded),
                       "samples_per_second": round(index.samples / max(secs, 1e-9), 1) if not index.reused else 0.0,
                       "index": dg.MetadataValue.path(str(h.shard_index_path(batch))),
+                      **({"published": dg.MetadataValue.url(f"{published}/index.json")} if published else {}),
                       "dagster/row_count": index.samples},
         )
 

@@ -220,8 +220,7 @@ class Registry:
 
         from ssl_ops.train import load_encoder
 
-        self.tracking.use()
-        with tempfile.TemporaryDirectory(prefix="sslpipe-champion-") as dst, quiet_mlflow():
+        with self.tracking.using(), tempfile.TemporaryDirectory(prefix="sslpipe-champion-") as dst, quiet_mlflow():
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}",
                                                              dst_path=dst))
             found = sorted(local.rglob("encoder.pt"))

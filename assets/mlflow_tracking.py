@@ -169,13 +169,30 @@ class MlflowTracking(dg.ConfigurableResource):
         client.update_run(run_id, status="RUNNING")
         return MlflowRun(client, run_id, run.info.experiment_id, self.ui_url)
 
-    def use(self) -> None:
-        """Point MLflow's fluent API (mlflow.log_model, mlflow.log_input, ...) at this store."""
+    @contextlib.contextmanager
+    def using(self):
+        """Point MLflow's fluent API (mlflow.pyfunc.log_model, mlflow.log_input, artifact downloads) at this store
+        while the block runs; the process's previous tracking and registry URIs are put back after it, so that
+        nothing outside the block (another resource, the user's own code) is pointed elsewhere behind its back."""
         import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
 
         self.client()  # creates a SQLite store (its folder and tables) under its lock
-        mlflow.set_tracking_uri(self.tracking_uri)
+        old = (tracking_utils._tracking_uri, registry_utils._registry_uri,
+               {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
+        mlflow.set_tracking_uri(self.tracking_uri)  # (MLflow also puts them into the environment, for subprocesses)
         mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(old[0])
+            mlflow.set_registry_uri(old[1])
+            for k, v in old[2].items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def version_url(self, version: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"

@@ -45,10 +45,10 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
     def raw_images(context: dg.AssetExecutionContext, home: PipelineHome) -> dg.MaterializeResult:
         h = home.paths()
         batch = context.partition_key
-        folder = h.batch_dir(batch)
-        if not folder.is_dir():
-            raise failure(f"landing folder {folder} for batch {batch!r} is missing; it was registered as a "
-                             f"partition but its files are gone. Restore it, or delete the partition.")
+        folder = home.stage_batch(batch, context.log)  # with a prefix: its landing/<batch>/ copied here first
+        if not folder.is_dir() or (home.remote and not any(folder.iterdir())):
+            raise failure(f"landing folder {home.landing_label}/{batch} for batch {batch!r} is missing; it was "
+                          f"registered as a partition but its files are gone. Restore it, or delete the partition.")
         # Duplicates are checked against every other batch already ingested, whatever the order batches run in (a
         # backfill from the UI need not follow arrival order): an image belongs to the batch that ingested it first,
         # and re-ingesting either batch later keeps it there (the other quarantined it). One ingestion runs at a
@@ -69,6 +69,7 @@ def build_raw_images(contract: Contract) -> dg.AssetsDefinition:
         write_table_atomic(result.accepted, h.accepted_path(batch))
         write_table_atomic(result.quarantine, h.quarantine_path(batch))
         digest = table_digest(result.accepted)
+        home.publish("manifests", batch, context.log)
         context.log.info(f"raw_images[{batch}]: {result.seen} files seen, {acc} accepted, {quar} quarantined "
                          f"{result.reasons} in {result.seconds:.1f}s")
         return dg.MaterializeResult(

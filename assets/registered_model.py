@@ -102,7 +102,8 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
         train_cfg = train_cfg.get("train", train_cfg)
 
         if existing is None:
-            version = _log_and_register(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir)
+            version = _log_and_register(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir,
+                                        home)
         else:  # registered by an attempt that died before the gate: finish it
             version = str(existing.version)
             context.log.info(f"registered_model: finishing version {version}, registered by an earlier attempt")
@@ -136,15 +137,15 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
 
 
 def _log_and_register(context, mlflow: MlflowTracking, reg: Registry, report, decision, gate, lineage, enc, ev, h,
-                      model_dir: Path) -> str:
+                      model_dir: Path, home: PipelineHome | None = None) -> str:
     """Log probes, plots, dataset inputs and the pyfunc model to the training run; register a version."""
-    mlflow.use()
-    with quiet_mlflow():
-        return _log_and_register_quietly(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir)
+    with mlflow.using(), quiet_mlflow():
+        return _log_and_register_quietly(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir,
+                                         home)
 
 
 def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, report, decision, gate, lineage, enc, ev,
-                              h, model_dir: Path) -> str:
+                              h, model_dir: Path, home: PipelineHome | None = None) -> str:
     import mlflow as mf
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.models import ModelSignature
@@ -171,10 +172,12 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
                      "sslpipe.registered_by_dagster_run": context.run_id,
                      "sslpipe.dagster_run_url": f"{mlflow.dagster_url.rstrip('/')}/runs/{context.run_id}"})
         for b in lineage["batches"]:  # the training data: shard indexes (digests), not images
-            src = _source(h.shard_index_path(b).resolve().as_uri())
+            src = _source(home.shard_index_uri(b) if home and home.remote else h.shard_index_path(b).resolve().as_uri())
             mf.log_input(MetaDataset(src, name=f"shards/{b}", digest=lineage["shard_index_digests"][b][:36]),
                          context="training")
-        eval_src = _source(h.accepted_path(EVAL_BATCH).resolve().as_uri())
+        store = home.store() if home else None
+        eval_src = _source(store.uri(f"manifests/{EVAL_BATCH}/accepted.parquet") if store
+                           else h.accepted_path(EVAL_BATCH).resolve().as_uri())
         mf.log_input(MetaDataset(eval_src, name="eval_images", digest=ev["eval_digest"][:36]), context="eval")
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "probe_report.json"

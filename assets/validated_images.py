@@ -59,6 +59,7 @@ def build_validated_images(contract: Contract) -> dg.AssetsDefinition:
         (h.report_dir(batch) / "validation.json").write_text(json.dumps(
             {"batch": batch, "contract": contract.label, "contract_digest": contract.digest, "success": outcome.success,
              "statistics": outcome.statistics, "checks": summary}, indent=2, default=str))
+        home.publish("reports", batch, context.log)
         return dg.MaterializeResult(
             data_version=dg.DataVersion(f"{digest[:32]}-{contract.digest[:16]}"),
             check_results=results,

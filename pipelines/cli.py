@@ -46,13 +46,7 @@ def dagster_dev_command(s) -> str:
 
     from pipelines.launch import ROOT
 
-    env = {"DAGSTER_HOME": s.home.dagster_home, "SSLPIPE_HOME": s.home.root}
-    if s.home.landing != s.home.root / "landing":
-        env["SSLPIPE_LANDING"] = s.home.landing
-    if s.home.eval_dir != s.home.root / "eval":
-        env["SSLPIPE_EVAL"] = s.home.eval_dir
-    if s.config_file:
-        env["SSLPIPE_CONFIG"] = s.config_file
+    env = s.environment()
     dagster = Path(sys.executable).with_name("dagster")
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + \
         f" {shlex.quote(str(dagster))} dev -w {shlex.quote(str(ROOT / 'workspace.yaml'))}"

@@ -33,7 +33,7 @@ from assets import BATCH_ASSETS, GLOBAL_ASSETS, TRAIN_ASSETS, batches
 from assets.partitions import add_batches
 from pipelines.definitions import BATCH_JOB, JOB_ASSETS, build_definitions
 from pipelines.launch import create_run, execute
-from pipelines.sensors import landing_batches
+from pipelines.sensors import complete_batches
 from pipelines.settings import Settings, SettingsError, prepare_instance, resources_for
 from ssl_ops.escape import terminal
 from ssl_ops.locks import pid_alive
@@ -78,7 +78,8 @@ def parse_selection(select: str | list[str] | None) -> list[str]:
 def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
     """Add every complete, usable landing folder not yet known as a partition; return the batches present and
     complete, in registration order."""
-    found, skipped = landing_batches(settings.home.landing, settings.auto["quiet_seconds"])
+    home = resources_for(settings)["home"]
+    found, skipped = complete_batches(home, settings.auto["quiet_seconds"])
     for name, why in skipped.items():
         echo(f"skipping landing/{terminal(name)}: {terminal(why)}")
     new = add_batches(instance, found, settings.home.dagster_home / ".partitions.lock")
@@ -134,7 +135,6 @@ def run_pipeline(settings: Settings, select: str | list[str] | None = None, only
                  echo: Callable[[str], None] = print, log_level: str = "INFO") -> list[RunOutcome]:
     """Raises DiskFull (one line: what, where, how much is free) when the disk fills, wherever that happens."""
     selected = parse_selection(select)
-    settings.export()
     reserve = SpaceReserve(settings.home.dagster_home)
     try:
         return _run_pipeline(settings, selected, only_batches, echo, log_level, reserve)
@@ -158,7 +158,8 @@ def _run_pipeline(settings: Settings, selected: list[str], only_batches: list[st
     if only_batches:
         missing = [b for b in only_batches if b not in present]
         if missing:
-            raise SettingsError(f"batch(es) {missing} not found (or not complete) in {settings.home.landing}; "
+            raise SettingsError(f"batch(es) {missing} not found (or not complete) in "
+                                f"{resources_for(settings)['home'].landing_label}; "
                                 f"present and complete: {present}")
         present = [b for b in present if b in only_batches]
     defs = build_definitions(settings)
@@ -171,7 +172,8 @@ def _run_pipeline(settings: Settings, selected: list[str], only_batches: list[st
         if not assets:
             continue
         if job == BATCH_JOB and not present:
-            echo(f"no complete batch folders in {terminal(settings.home.landing)}: nothing to ingest")
+            echo(f"no complete batch folders in {terminal(resources_for(settings)['home'].landing_label)}: "
+                 f"nothing to ingest")
         for partition in (present if job == BATCH_JOB else [None]):
             where = f"[{terminal(partition)}]" if partition else "[global]"
             echo(f"{where} running {', '.join(assets)}")

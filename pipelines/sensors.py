@@ -28,7 +28,7 @@ from assets.resources import PipelineHome
 from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
 from ssl_ops.escape import terminal
 from ssl_ops.home import EVAL_BATCH
-from ssl_ops.ingest.ready import batch_readiness
+from ssl_ops.ingest.ready import batch_readiness, listing_readiness
 
 STATUS = {"running": dg.DefaultSensorStatus.RUNNING, "stopped": dg.DefaultSensorStatus.STOPPED}
 SCHEDULE_STATUS = {"running": dg.DefaultScheduleStatus.RUNNING, "stopped": dg.DefaultScheduleStatus.STOPPED}
@@ -69,6 +69,26 @@ def landing_batches(landing: Path, quiet_seconds: float, now: float | None = Non
     return ok, skipped
 
 
+def complete_batches(home: PipelineHome, quiet_seconds: float, now: float | None = None
+                     ) -> tuple[list[str], dict[str, str]]:
+    """landing_batches of the home's landing: the local folder, or (production) the prefix's landing/, listed
+    once, where a batch is complete by its `_READY` object or the quiet period over the objects' times."""
+    store = home.store()
+    if store is None:
+        return landing_batches(home.paths().landing, quiet_seconds, now)
+    ok, skipped = [], {}
+    for name, files in store.batches("landing"):
+        why = batch_problem(Path(name))
+        if why is None:
+            ready, state = listing_readiness(files, quiet_seconds, now)
+            why = None if ready else state
+        if why:
+            skipped[name] = why
+        else:
+            ok.append(name)
+    return ok, skipped
+
+
 def _waiting(skipped: dict[str, str], limit: int = 3) -> str:
     return "; ".join(f"{terminal(n)}: {terminal(w)}" for n, w in list(skipped.items())[:limit]) + (
         f"; and {len(skipped) - limit} more" if len(skipped) > limit else "")
@@ -85,16 +105,16 @@ def build_landing_sensor(ingest_batch_job, ingest_eval_job, auto: dict) -> dg.Se
                            f"eval set has never been ingested.")
     def landing_sensor(context: dg.SensorEvaluationContext, home: PipelineHome) -> dg.SensorResult:
         h = home.paths()
-        if not h.landing.is_dir():
+        if not home.remote and not h.landing.is_dir():
             return dg.SensorResult(skip_reason=f"landing folder {h.landing} does not exist")
-        found, skipped = landing_batches(h.landing, quiet)
+        found, skipped = complete_batches(home, quiet)
         known = set(context.instance.get_dynamic_partitions(batches.name))
         # new: not a partition yet, or registered (by `sslpipe run --select ...`) but never ingested. A batch whose
         # run is queued or failed is asked for again under the same run key, which Dagster never launches twice.
         new = [b for b in found if b not in known or not h.accepted_path(b).is_file()]
         waiting = {k: v for k, v in skipped.items() if k not in known}
         if not new:
-            return dg.SensorResult(skip_reason=f"no new complete batch folder in {h.landing}"
+            return dg.SensorResult(skip_reason=f"no new complete batch folder in {home.landing_label}"
                                                + (f" (waiting: {_waiting(waiting)})" if waiting else ""))
         if read_record(h.root, "eval_images") is None:  # image_shards needs the eval set's record
             return dg.SensorResult(

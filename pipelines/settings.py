@@ -5,7 +5,8 @@
     SSLPIPE_EVAL           labeled eval set (default $SSLPIPE_HOME/eval)
     SSLPIPE_CONTRACT       contract for landing batches: a shipped name or a YAML path (default unlabeled_images)
     SSLPIPE_EVAL_CONTRACT  contract for the eval set (default eval_images)
-    SSLPIPE_ENV            environment: "local" (default)
+    SSLPIPE_ENV            environment: "local" (default) or "production" (pipelines/deployment.py: the config
+                           file's `deployment:` section says which servers and storage)
     SSLPIPE_WORKERS        ingestion processes, 0 = all cores (default 0)
     SSLPIPE_CONFIG         a YAML config file (see Settings.with_config_file), applied over the above
 """
@@ -21,11 +22,12 @@ import dagster as dg
 import yaml
 
 from assets import MlflowTracking, PipelineHome, RecordIOManager
+from pipelines.deployment import Deployment, DeploymentError, parse_deployment
 from ssl_ops.home import Home
 from ssl_ops.shards import ShardConfig
 
-ENVIRONMENTS = ("local",)
-CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry", "automation"}
+CONFIG_KEYS = {"contract", "eval_contract", "workers", "shards", "train", "probe", "registry", "automation",
+               "deployment"}
 # The `automation:` section: what runs with no one starting it (in the dagster-daemon, or `dagster dev`).
 DEFAULT_AUTOMATION = {
     "landing_sensor": "stopped",  # default status of landing_sensor: each complete new batch folder is ingested
@@ -63,12 +65,37 @@ class SettingsError(ValueError):
     """Bad settings or config file; the message says what to fix."""
 
 
+def _env_only(env: str) -> Deployment:
+    """SSLPIPE_ENV alone: "local" is complete; "production" still needs the config's deployment section (checked
+    where its servers are first needed, so that `--config FILE` given after the environment can supply it)."""
+    if env == "local":
+        return Deployment()
+    return _deployment({"env": env}, None, "SSLPIPE_ENV") if env != "production" else Deployment(env="production")
+
+
+def require_complete(settings: "Settings") -> Deployment:
+    """The deployment, or SettingsError when it is production without its servers (SSLPIPE_ENV=production and no
+    `deployment:` section read)."""
+    d = settings.deployment
+    if d.production and d.storage_url is None:
+        return _deployment(None, "production", "deployment (SSLPIPE_ENV=production: in the config file, "
+                                               "SSLPIPE_CONFIG or --config)")
+    return d
+
+
+def _deployment(section, env_var: str | None, where: str) -> Deployment:
+    try:
+        return parse_deployment(section, env_var, where)
+    except DeploymentError as e:
+        raise SettingsError(str(e)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Home
     contract: str = "unlabeled_images"
     eval_contract: str = "eval_images"
-    env: str = "local"
+    deployment: Deployment = Deployment()  # local, or production's servers and storage (pipelines/deployment.py)
     workers: int = 0  # ingestion processes; 0 = all cores
     shards: dict | None = None  # overrides of ssl_ops.shards.ShardConfig
     train: dict | None = None  # the training section over DEFAULT_TRAIN, read by the ssl_encoder asset
@@ -77,6 +104,10 @@ class Settings:
     automation: dict | None = None  # the automation section over DEFAULT_AUTOMATION
     config_file: str | None = None  # the YAML config applied, if any
 
+    @property
+    def env(self) -> str:
+        return self.deployment.env
+
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         home = Home.resolve(overrides.pop("home", None), overrides.pop("landing", None), overrides.pop("eval_dir", None))
@@ -84,13 +115,10 @@ class Settings:
         if not workers.isdigit():
             raise SettingsError(f"SSLPIPE_WORKERS={workers!r}: a number of processes is expected (0 = all cores)")
         s = cls(home=home, contract=os.environ.get("SSLPIPE_CONTRACT", "unlabeled_images"),
-                eval_contract=os.environ.get("SSLPIPE_EVAL_CONTRACT", "eval_images"),
-                env=os.environ.get("SSLPIPE_ENV", "local"), workers=int(workers))
+                eval_contract=os.environ.get("SSLPIPE_EVAL_CONTRACT", "eval_images"), workers=int(workers),
+                deployment=_env_only(os.environ.get("SSLPIPE_ENV") or "local"))
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
-        s = s.with_config_file(os.environ.get("SSLPIPE_CONFIG") or None)
-        if s.env not in ENVIRONMENTS:
-            raise SettingsError(f"SSLPIPE_ENV={s.env!r} is not a known environment; known: {ENVIRONMENTS}")
-        return s
+        return s.with_config_file(os.environ.get("SSLPIPE_CONFIG") or None)
 
     def with_config_file(self, path: str | Path | None) -> "Settings":
         """Apply a YAML config file: keys contract, eval_contract, workers, shards: {seed, max_samples, max_bytes}."""
@@ -127,28 +155,39 @@ class Settings:
         probe = _probe_section(d.get("probe"), p)
         registry = _registry_section(d.get("registry"), p)
         automation = _automation_section(d.get("automation"), p)
+        env_var = os.environ.get("SSLPIPE_ENV") or None
+        deployment = _deployment(d.get("deployment"), env_var, f"{p}: deployment") \
+            if "deployment" in d else self.deployment
         base = p.parent
         contract = d.get("contract", self.contract)
         eval_contract = d.get("eval_contract", self.eval_contract)
         return replace(self, contract=_relative(contract, base), eval_contract=_relative(eval_contract, base),
                        workers=workers, shards=shards or self.shards, train=train, probe=probe,
-                       registry=registry, automation=automation, config_file=str(p.resolve()))
+                       registry=registry, automation=automation, deployment=deployment,
+                       config_file=str(p.resolve()))
 
     @property
     def auto(self) -> dict:
         """DEFAULT_AUTOMATION with the config's automation section over it."""
         return {**DEFAULT_AUTOMATION, **(self.automation or {})}
 
-    def export(self) -> None:
-        """Put these settings into the environment, where `dagster dev` and the definitions module read them."""
-        os.environ.update({"SSLPIPE_HOME": str(self.home.root), "SSLPIPE_LANDING": str(self.home.landing),
-                           "SSLPIPE_EVAL": str(self.home.eval_dir), "SSLPIPE_CONTRACT": self.contract,
-                           "SSLPIPE_EVAL_CONTRACT": self.eval_contract, "SSLPIPE_ENV": self.env,
-                           "SSLPIPE_WORKERS": str(self.workers), "DAGSTER_HOME": str(self.home.dagster_home)})
-        if self.config_file:  # so that the definitions module (and `dagster dev` started from here) sees it too
-            os.environ["SSLPIPE_CONFIG"] = self.config_file
-        else:
-            os.environ.pop("SSLPIPE_CONFIG", None)
+    def environment(self) -> dict[str, str]:
+        """The variables another process needs to see these settings (`dagster dev`, the daemon, a code server):
+        returned as a value for its command line or env; this process's environment is left alone."""
+        env = {"DAGSTER_HOME": str(self.home.dagster_home), "SSLPIPE_HOME": str(self.home.root)}
+        if self.home.landing != self.home.root / "landing":
+            env["SSLPIPE_LANDING"] = str(self.home.landing)
+        if self.home.eval_dir != self.home.root / "eval":
+            env["SSLPIPE_EVAL"] = str(self.home.eval_dir)
+        for key, value, default in (("SSLPIPE_CONTRACT", self.contract, "unlabeled_images"),
+                                    ("SSLPIPE_EVAL_CONTRACT", self.eval_contract, "eval_images"),
+                                    ("SSLPIPE_WORKERS", str(self.workers), "0"),
+                                    ("SSLPIPE_ENV", self.env, "local")):
+            if value != default:
+                env[key] = value
+        if self.config_file:
+            env["SSLPIPE_CONFIG"] = self.config_file
+        return env
 
 
 def _train_section(train, p: Path) -> dict | None:
@@ -295,16 +334,26 @@ def _relative(contract: str, base: Path) -> str:
 
 
 def resources_for(settings: Settings) -> dict:
-    """The resources of each environment. Only "local" exists so far: everything under SSLPIPE_HOME."""
+    """The resources of each environment, as values (nothing is put into the process's environment).
+
+    local:      everything under SSLPIPE_HOME: SQLite MLflow store and local artifacts, local landing and shards.
+    production: the same home as the working copy of this process; landing from, and manifests, reports and
+                shards published to, the storage prefix; an MLflow tracking server (whose backend store and
+                artifact store are its own business)."""
     h = settings.home
-    if settings.env == "local":
-        return {"home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
+    d = require_complete(settings)
+    model_name = (settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME)
+    common = {"io_manager": RecordIOManager(root=str(h.root))}
+    if not d.production:
+        return {**common,
+                "home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
                                      workers=settings.workers),
-                "io_manager": RecordIOManager(root=str(h.root)),
                 "mlflow": MlflowTracking(tracking_uri=f"sqlite:///{h.mlflow_dir / 'mlflow.db'}",
-                                         artifact_root=str(h.mlflow_dir / "artifacts"),
-                                         model_name=(settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME))}
-    raise SettingsError(f"no resources for environment {settings.env!r}")
+                                         artifact_root=str(h.mlflow_dir / "artifacts"), model_name=model_name)}
+    return {**common,
+            "home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),
+                                 workers=settings.workers, remote=d.storage_url, storage_options=d.storage_options),
+            "mlflow": MlflowTracking(tracking_uri=d.mlflow_uri, model_name=model_name, ui_url=d.mlflow_ui)}
 
 
 def prepare_instance(settings: Settings) -> dg.DagsterInstance:
@@ -319,7 +368,6 @@ def prepare_instance(settings: Settings) -> dg.DagsterInstance:
 
     d = settings.home.dagster_home
     d.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(d)
     with file_lock(d / ".instance.lock", what=f"creating the Dagster instance in {d}"):
         cfg = d / "dagster.yaml"
         if not cfg.exists():  # written whole or not at all: a reader never sees half a config

@@ -10,7 +10,8 @@ from imagefiles import bomb_png, cmyk_jpeg, jpeg_bytes, png_bytes, write
 
 @pytest.fixture(autouse=True)
 def restore_environ():
-    """run_pipeline exports settings (SSLPIPE_*, DAGSTER_HOME) into the environment; undo that after each test."""
+    """A test that sets variables (SSLPIPE_CONFIG for a code location, ...) by hand leaves none behind. (The pipeline
+    itself puts nothing there: tests/pipelines/test_graph.py checks that.)"""
     saved = dict(os.environ)
     yield
     os.environ.clear()

@@ -46,6 +46,26 @@ def batch_readiness(folder: Path, quiet_seconds: float, now: float | None = None
     has_marker = marker.is_file()
     if not folder.is_dir():
         return False, "the folder is gone (deleted or renamed while it was being looked at)"
+    return _decide(files, newest, has_marker, quiet_seconds, now)
+
+
+def listing_readiness(files: list[tuple[str, int, float]], quiet_seconds: float,
+                      now: float | None = None) -> tuple[bool, str]:
+    """The same rule for a batch in object storage, from its listing [(name relative to the batch, size, last
+    modified)]: the `_READY` object wins, else the newest object's time against the quiet period. Hidden names
+    (a '.' in front of any part) are not files of the batch, as in a folder."""
+    now = time.time() if now is None else now
+    has_marker, newest, n = False, 0.0, 0
+    for name, _, mtime in files:
+        if name == READY_MARKER:
+            has_marker = True
+        elif not any(part.startswith(".") for part in name.split("/")):
+            n += 1
+            newest = max(newest, mtime)
+    return _decide(n, newest, has_marker, quiet_seconds, now)
+
+
+def _decide(files: int, newest: float, has_marker: bool, quiet_seconds: float, now: float) -> tuple[bool, str]:
     if files == 0:
         return False, (f"{READY_MARKER} is there but the folder holds no files: nothing to ingest" if has_marker
                        else "empty folder (no files yet)")

@@ -154,7 +154,7 @@ def test_two_concurrent_runs_of_one_key_train_once_and_log_each_step_once(home, 
     from assets.mlflow_tracking import MlflowTracking
 
     MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-                   artifact_root=str(home / "mlflow" / "artifacts")).use()
+                   artifact_root=str(home / "mlflow" / "artifacts")).client()
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--home", str(home), "--config", str(cfg),
            "--select", "ssl_encoder"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

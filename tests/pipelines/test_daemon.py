@@ -88,8 +88,7 @@ def _operate(tmp: Path) -> dict:
     # by hand, before the daemon: the first batch and a first model, made champion by a (forced) approval
     assert main(["run", "--home", str(home), "--config", str(cfg)]) == 0
     settings = Settings.from_env(home=str(home)).with_config_file(str(cfg))
-    settings.export()
-    env = {k: v for k, v in os.environ.items() if k.startswith("SSLPIPE_") or k == "DAGSTER_HOME"}
+    env = settings.environment()  # the settings as values, for the dev server's environment
     instance = prepare_instance(settings)
     reg = Registry(resources_for(settings)["mlflow"])
     reg.approve("1", "seed", "the daemon test's first champion")

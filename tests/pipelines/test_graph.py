@@ -1,6 +1,7 @@
 """The whole data graph through Dagster on a real instance in a temporary home, as `sslpipe run` runs it."""
 
 import json
+import os
 import shutil
 
 import dagster as dg
@@ -38,7 +39,11 @@ def latest(instance, asset, partition=None):
 
 def test_whole_graph_runs_accounts_for_every_file_and_is_idempotent(home, capsys):
     settings = Settings.from_env(home=home, workers=1)
+    ours = ("SSLPIPE_", "DAGSTER_", "MLFLOW_")
+    before = {k: v for k, v in os.environ.items() if k.startswith(ours)}
     outcomes = run_pipeline(settings)
+    # settings travel as values: nothing was put into the process's environment (the home, the instance, MLflow)
+    assert {k: v for k, v in os.environ.items() if k.startswith(ours)} == before
     assert [(o.job, o.partition, o.success) for o in outcomes] == [
         ("ingest_eval", None, True), ("ingest_batch", "b1", True), ("ingest_batch", "b2", True),
         ("train_encoder", None, True)]
