@@ -27,19 +27,23 @@ def quiet_mlflow():
     """MLflow's own chatter while logging a model (progress bars, 'Created version', type-hint advice) would
     drown the pipeline's output; what matters is logged by the asset itself."""
     logger = logging.getLogger("mlflow")
-    level, bar = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    level = logger.level
+    # no progress bars; with a tracking server, no "View run ... at" lines on stdout when a run ends
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    saved = {k: os.environ.get(k) for k in quiet}
     logger.setLevel(logging.WARNING)
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    os.environ.update(quiet)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
         logger.setLevel(level)
-        if bar is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class MlflowRun:
@@ -88,7 +92,8 @@ class MlflowRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
-        self.client.set_terminated(self.run_id, status)
+        with quiet_mlflow():  # the run's URL is in the asset's metadata and log already
+            self.client.set_terminated(self.run_id, status)
 
 
 _READY_STORES: set[str] = set()  # SQLite stores this process has seen created
@@ -198,4 +203,7 @@ class MlflowTracking(dg.ConfigurableResource):
         return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"
 
     def ui_command(self) -> str:
+        """How a person sees the runs and models: `mlflow ui` over a local store, or the server's address."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.ui_url
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"

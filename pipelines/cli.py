@@ -75,8 +75,9 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {terminal(s.home.root)}; "
           f"see them (and turn the sensors on) with:\n  {terminal(dagster_dev_command(s))}")
     if any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
-        print(f"training runs and registered models: mlflow ui --backend-store-uri "
-              f"sqlite:///{s.home.mlflow_dir / 'mlflow.db'}")
+        from pipelines.settings import resources_for
+
+        print(f"training runs and registered models: {resources_for(s)['mlflow'].ui_command()}")
     if any("registered_model" in o.materialized for o in outcomes):
         _say_review(s)
     if blocked or failed:

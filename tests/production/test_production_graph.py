@@ -1,0 +1,180 @@
+"""The whole graph in `production` against real servers: Dagster on PostgreSQL, an MLflow tracking server (its
+backend store PostgreSQL, its artifacts in the S3 bucket), landing batches, manifests, reports and shards in an
+S3 bucket (moto's server) under a prefix of their own, and the registered model loaded by a fresh process."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from pipelines.cli import main
+from ssl_ops.demo_data import write_demo
+from ssl_ops.home import Home
+from ssl_ops.storage import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 8, "image_size": 16, "batch_size": 32,
+         "warmup_steps": 1, "workers": 0, "checkpoint_every": 0, "health_every": 1}
+
+
+def production_config(tmp: Path, services, prefix: str, db: str, steps: int, model: str = "ssl-encoder") -> Path:
+    """A config file as a user writes it: hosts and URLs from the environment, the password by its variable's name."""
+    cfg = tmp / f"prod-{steps}.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "deployment": {
+            "env": "production",
+            "dagster": {"postgres": {"host": {"env": "SSLPIPE_PG_HOST"}, "port": {"env": "SSLPIPE_PG_PORT"},
+                                     "db": db, "user": {"env": "SSLPIPE_PG_USER"},
+                                     "password_env": "SSLPIPE_PG_PASSWORD"}},
+            "mlflow": {"tracking_uri": {"env": "MLFLOW_TRACKING_URI"}},
+            "storage": {"url": prefix, "endpoint_url": {"env": "SSLPIPE_S3_ENDPOINT"}}},
+        "workers": 1,
+        "registry": {"model_name": model, "approval": "human", "tolerance": 1.0, "min_embedding_std": 0},
+        "train": {**TRAIN, "steps": steps}}))
+    return cfg
+
+
+@pytest.fixture
+def prod_env(services, monkeypatch):
+    """The services' variables in this process (as `source .services/env` does for a user)."""
+    for k, v in services.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("SSLPIPE_PG_HOST", services.pg_host)
+    monkeypatch.setenv("SSLPIPE_PG_PORT", str(services.pg_port))
+    monkeypatch.setenv("SSLPIPE_PG_USER", services.pg_user)
+    return services
+
+
+def fresh_database(services) -> str:
+    """A database of its own for this test's Dagster instance (the server is shared by the session)."""
+    import psycopg2
+
+    name = f"dagster_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(**services.pg_dsn("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return name
+
+
+def land(store: ObjectStore, staging: Home, batches: list[str], ready: bool = True) -> None:
+    for b in batches:
+        if ready:
+            (staging.landing / b / "_READY").touch()
+        store.publish(staging.landing / b, f"landing/{b}")
+
+
+@pytest.mark.slow
+def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_path, capsys):
+    svc = prod_env
+    prefix = f"s3://sslpipe/t-{uuid.uuid4().hex[:8]}"
+    store = ObjectStore(prefix, {"endpoint_url": svc.s3_endpoint})
+    staging = Home.resolve(tmp_path / "staging").ensure()
+    write_demo(staging, batches=3)
+    land(store, staging, ["demo-001", "demo-002"])
+    land(store, staging, ["demo-003"], ready=False)  # still landing (no _READY, quiet period 60 s)
+    store.publish(staging.eval_dir, "eval")
+    db = fresh_database(svc)
+    home = tmp_path / "home"  # this process's working copy; the prefix is the record
+    cfg3 = production_config(tmp_path, svc, prefix, db, steps=3)
+
+    assert main(["run", "--home", str(home), "--config", str(cfg3)]) == 0
+    out = capsys.readouterr().out
+    assert "skipping landing/demo-003: still landing" in out
+    assert f"{prefix}/shards/demo-001 " in out.replace("(", " ")  # said where it published
+    assert "training runs and registered models: " + svc.mlflow_uri in out  # the server, not a local `mlflow ui`
+
+    # manifests, reports and shards are in the bucket; each shard the index lists is there with its size and sha256
+    for b in ("demo-001", "demo-002"):
+        names = {n for n, _, _ in store.files(f"manifests/{b}")} | {n for n, _, _ in store.files(f"reports/{b}")}
+        assert {"accepted.parquet", "quarantine.parquet", "bias.md", "validation.json"} <= names
+        index = json.loads(store.read_bytes(f"shards/{b}/index.json"))
+        assert index["samples"] > 500 and index["shards"]
+        for s in index["shards"]:
+            data = store.read_bytes(f"shards/{b}/{s['name']}")
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (s["bytes"], s["sha256"])
+    assert not store.files("shards/demo-003") and not store.files("manifests/demo-003")
+
+    # Dagster's runs and asset events are in PostgreSQL, not in the home's folder
+    with svc.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM runs")
+        assert cur.fetchone()[0] == 4  # ingest_eval, two ingest_batch, train_encoder
+        cur.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
+                    "AND asset_key = %s", (dg.AssetKey("image_shards").to_string(),))
+        assert cur.fetchone()[0] == 2
+    assert not list((home / "dagster").glob("**/*.db"))  # no SQLite storage beside dagster.yaml
+    assert "SSLPIPE_PG_PASSWORD" in (home / "dagster" / "dagster.yaml").read_text()
+    assert svc.pg_password not in (home / "dagster" / "dagster.yaml").read_text()
+
+    # version 1 fails against the baselines (3 steps); a reviewer forces it to champion through the server
+    assert main(["approve", "ssl-encoder@1", "--home", str(home), "--config", str(cfg3), "--force",
+                 "--reason", "first production model"]) == 0
+    # demo-003 completes; a second training (4 steps) passes against the champion and is the candidate
+    land(store, staging, ["demo-003"])
+    cfg4 = production_config(tmp_path, svc, prefix, db, steps=4)
+    assert main(["run", "--home", str(home), "--config", str(cfg4)]) == 0
+    out = capsys.readouterr().out
+    assert "registered 1 new batch(es): demo-003" in out
+    from mlflow import MlflowClient
+
+    client = MlflowClient(svc.mlflow_uri)
+    cand = client.get_model_version_by_alias("ssl-encoder", "candidate")
+    assert cand.version == "2" and client.get_model_version_by_alias("ssl-encoder", "champion").version == "1"
+    # the version's artifacts went through the server into the S3 bucket
+    keys = [o["Key"] for page in svc.s3().get_paginator("list_objects_v2").paginate(Bucket="mlflow")
+            for o in page.get("Contents", [])]
+    assert any(cand.run_id in k and k.endswith("encoder.pt") for k in keys), keys[:20]
+
+    # a fresh process, with nothing but the server's address (no S3 credentials: the server proxies artifacts)
+    code = ("import mlflow, numpy as np; m = mlflow.pyfunc.load_model('models:/ssl-encoder@candidate'); "
+            "e = m.predict(np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)); "
+            "print('EMB', e.shape, bool(np.isfinite(e).all()))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SSLPIPE_"))}
+    p = subprocess.run([sys.executable, "-c", code], env={**env, "MLFLOW_TRACKING_URI": svc.mlflow_uri},
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "EMB (3, " in p.stdout and "True" in p.stdout
+
+
+@pytest.mark.slow
+def test_landing_sensor_lists_the_prefix_and_takes_a_batch_by_its_ready_object(prod_env, tmp_path):
+    from pipelines.definitions import build_definitions
+    from pipelines.settings import Settings, prepare_instance, resources_for
+
+    svc = prod_env
+    prefix = f"s3://sslpipe/t-{uuid.uuid4().hex[:8]}"
+    store = ObjectStore(prefix, {"endpoint_url": svc.s3_endpoint})
+    db = fresh_database(svc)
+    cfg = production_config(tmp_path, svc, prefix, db, steps=3)
+    s = Settings.from_env(home=tmp_path / "home").with_config_file(cfg)
+    instance = prepare_instance(s)
+    defs = build_definitions(s)
+    store.write_bytes("landing/b-ready/x.jpg", b"not even an image")
+    store.write_bytes("landing/b-ready/_READY", b"")
+    store.write_bytes("landing/b-landing/y.jpg", b"1")
+    sensor = defs.get_sensor_def("landing_sensor")
+    with dg.build_sensor_context(instance=instance, resources={"home": resources_for(s)["home"]}) as ctx:
+        res = sensor(ctx)
+    # the eval set was never ingested: the sensor asks for it first
+    assert [r.job_name for r in res.run_requests] == ["ingest_eval"]
+    # once it was (its record written as the IO manager writes it), the complete batch, and only that one
+    import dataclasses
+
+    from assets.records import EvalSet, record_path
+
+    rec = record_path(tmp_path / "home", "eval_images")
+    rec.parent.mkdir(parents=True, exist_ok=True)
+    rec.write_text(json.dumps({"type": "EvalSet", "value": dataclasses.asdict(
+        EvalSet(digest="x", manifest="m", images=1, classes=1, groups=[]))}))
+    with dg.build_sensor_context(instance=instance, resources={"home": resources_for(s)["home"]}) as ctx:
+        res = sensor(ctx)
+    assert [(r.job_name, r.partition_key) for r in res.run_requests] == [("ingest_batch", "b-ready")]
+    assert res.dynamic_partitions_requests[0].partition_keys == ["b-ready"]
