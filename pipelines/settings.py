@@ -356,29 +356,23 @@ def resources_for(settings: Settings) -> dict:
             "mlflow": MlflowTracking(tracking_uri=d.mlflow_uri, model_name=model_name, ui_url=d.mlflow_ui)}
 
 
+TRAIN_POOL = "sslpipe_train"  # assets/ssl_encoder.py: its steps take one slot each
+
+
 def prepare_instance(settings: Settings) -> dg.DagsterInstance:
-    """The Dagster instance in <home>/dagster (SQLite storage), created on first use.
+    """The Dagster instance of these settings: its dagster.yaml in <home>/dagster (SQLite storage beside it, or,
+    in production, PostgreSQL: pipelines/instance.py), created on first use; nothing is put into the process's
+    environment. The training pool holds one slot per device (deployment.training.gpus, 1 by default): two
+    trainings never share a GPU, and as many run at once as there are GPUs."""
+    from pipelines.instance import InstanceConfigError
+    from pipelines.instance import prepare_instance as make
 
-    Dagster creates its SQLite databases (runs, event log index, schedules) and their tables when an instance
-    is first made on a folder; two processes doing that at once on a new home fail ("table ... already
-    exists"). So the config is written, and the instance made and its storages touched, under a lock beside
-    them (dagster/.instance.lock); on a home already created this only reads.
-    """
-    from ssl_ops.locks import file_lock
-
-    d = settings.home.dagster_home
-    d.mkdir(parents=True, exist_ok=True)
-    with file_lock(d / ".instance.lock", what=f"creating the Dagster instance in {d}"):
-        cfg = d / "dagster.yaml"
-        if not cfg.exists():  # written whole or not at all: a reader never sees half a config
-            tmp = d / f".dagster.yaml.{os.getpid()}.tmp"
-            tmp.write_text("# Dagster instance of this sslpipe home: SQLite storage in this folder.\n"
-                           "telemetry:\n  enabled: false\n"
-                           "# Steps in a pool run one at a time across runs: raw_images and eval_images (pool "
-                           "sslpipe_ingest), ssl_encoder (pool sslpipe_train: one training at a time).\n"
-                           "concurrency:\n  pools:\n    default_limit: 1\n")
-            os.replace(tmp, cfg)
-        instance = dg.DagsterInstance.from_config(str(d))
-        instance.get_runs(limit=1)  # the run, event log and schedule storages: created by now, read here
-        instance.get_dynamic_partitions("batches")
+    d = require_complete(settings)
+    try:
+        instance = make(settings.home.dagster_home, d.postgres)
+    except InstanceConfigError as e:
+        raise SettingsError(str(e)) from None
+    storage = instance.event_log_storage
+    if storage.get_concurrency_info(TRAIN_POOL).limit != d.gpus:
+        storage.set_concurrency_slots(TRAIN_POOL, d.gpus)
     return instance

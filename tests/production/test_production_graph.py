@@ -66,15 +66,21 @@ def fresh_database(services) -> str:
 
 
 def land(store: ObjectStore, staging: Home, batches: list[str], ready: bool = True) -> None:
+    """Upload the batches as objects: with their _READY object last (as a producer marks a batch it finished), or
+    without one (still landing)."""
     for b in batches:
-        if ready:
-            (staging.landing / b / "_READY").touch()
+        marker = staging.landing / b / "_READY"
+        marker.unlink(missing_ok=True)
         store.publish(staging.landing / b, f"landing/{b}")
+        if ready:
+            store.write_bytes(f"landing/{b}/_READY", b"")
 
 
 @pytest.mark.slow
+@pytest.mark.quiet_period  # the shipped 60 s: a batch without _READY, just uploaded, is still landing
 def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_path, capsys):
     svc = prod_env
+    model = f"ssl-encoder-{uuid.uuid4().hex[:6]}"  # the server may be shared (a user's, or the session's)
     prefix = f"s3://sslpipe/t-{uuid.uuid4().hex[:8]}"
     store = ObjectStore(prefix, {"endpoint_url": svc.s3_endpoint})
     staging = Home.resolve(tmp_path / "staging").ensure()
@@ -84,7 +90,7 @@ def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_pa
     store.publish(staging.eval_dir, "eval")
     db = fresh_database(svc)
     home = tmp_path / "home"  # this process's working copy; the prefix is the record
-    cfg3 = production_config(tmp_path, svc, prefix, db, steps=3)
+    cfg3 = production_config(tmp_path, svc, prefix, db, steps=3, model=model)
 
     assert main(["run", "--home", str(home), "--config", str(cfg3)]) == 0
     out = capsys.readouterr().out
@@ -115,26 +121,26 @@ def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_pa
     assert svc.pg_password not in (home / "dagster" / "dagster.yaml").read_text()
 
     # version 1 fails against the baselines (3 steps); a reviewer forces it to champion through the server
-    assert main(["approve", "ssl-encoder@1", "--home", str(home), "--config", str(cfg3), "--force",
+    assert main(["approve", f"{model}@1", "--home", str(home), "--config", str(cfg3), "--force",
                  "--reason", "first production model"]) == 0
     # demo-003 completes; a second training (4 steps) passes against the champion and is the candidate
     land(store, staging, ["demo-003"])
-    cfg4 = production_config(tmp_path, svc, prefix, db, steps=4)
+    cfg4 = production_config(tmp_path, svc, prefix, db, steps=4, model=model)
     assert main(["run", "--home", str(home), "--config", str(cfg4)]) == 0
     out = capsys.readouterr().out
     assert "registered 1 new batch(es): demo-003" in out
     from mlflow import MlflowClient
 
     client = MlflowClient(svc.mlflow_uri)
-    cand = client.get_model_version_by_alias("ssl-encoder", "candidate")
-    assert cand.version == "2" and client.get_model_version_by_alias("ssl-encoder", "champion").version == "1"
+    cand = client.get_model_version_by_alias(model, "candidate")
+    assert cand.version == "2" and client.get_model_version_by_alias(model, "champion").version == "1"
     # the version's artifacts went through the server into the S3 bucket
     keys = [o["Key"] for page in svc.s3().get_paginator("list_objects_v2").paginate(Bucket="mlflow")
             for o in page.get("Contents", [])]
     assert any(cand.run_id in k and k.endswith("encoder.pt") for k in keys), keys[:20]
 
     # a fresh process, with nothing but the server's address (no S3 credentials: the server proxies artifacts)
-    code = ("import mlflow, numpy as np; m = mlflow.pyfunc.load_model('models:/ssl-encoder@candidate'); "
+    code = (f"import mlflow, numpy as np; m = mlflow.pyfunc.load_model('models:/{model}@candidate'); "
             "e = m.predict(np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)); "
             "print('EMB', e.shape, bool(np.isfinite(e).all()))")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SSLPIPE_"))}
