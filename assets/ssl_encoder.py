@@ -39,7 +39,7 @@ from assets.partitions import batches as batches_partitions
 from assets.policies import TRAIN_RETRY, failure
 from assets.records import LeakageDecision, TrainedEncoder
 from assets.resources import PipelineHome
-from assets.train_launch import TrainingKilled, TrainLauncher
+from assets.train_launch import TrainingCrashed, TrainingKilled, TrainLauncher
 from ssl_ops.locks import file_lock
 from ssl_ops.shards.verify import ShardDamaged, rebuild_command, verify_batch
 from ssl_ops.shards.verify_home import gates_passed
@@ -220,8 +220,13 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
     except (TrainingError, ShardDamaged) as e:
         run.finish("FAILED")
         raise failure(f"ssl_encoder: {e}") from None
-    except TrainingKilled:  # a launched job killed by a signal: the retry resumes from the checkpoint
+    except TrainingKilled as e:  # a launched job killed by a signal: the retry resumes from the checkpoint
+        context.log.warning(f"ssl_encoder: {e}")  # Dagster's retry event shows only RetryRequestedFromPolicy
         run.finish("KILLED")
+        raise
+    except TrainingCrashed as e:
+        context.log.error(f"ssl_encoder: {e}")
+        run.finish("FAILED")
         raise
     except Exception:
         run.finish("FAILED")
