@@ -40,8 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError
-from dagster._core.pipes.utils import PipesTempFileMessageReader
+from dagster._core.errors import DagsterPipesExecutionError  # what PipesSubprocessClient raises (not exported)
 
 from ssl_ops.data.loader import shard_entries
 from ssl_ops.train import ShardSource, TrainConfig, TrainingError, TrainResult, train
@@ -196,7 +195,7 @@ class _Tap:
         return getattr(self._handler, name)
 
 
-class _StreamingReader(PipesTempFileMessageReader):
+class _StreamingReader(dg.PipesTempFileMessageReader):
     """PipesTempFileMessageReader (messages in a temporary file, read by a thread while the process runs) that
     also hands each custom message to a callback at once, instead of only after the process ends
     (PipesClientCompletedInvocation.get_custom_messages)."""

@@ -44,7 +44,7 @@ def option(args: list[str], name: str) -> list[str]:
 def test_the_committed_manifest_is_what_its_recorded_command_renders(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert render(recorded_args(), capsys) == COMMITTED.read_text(), \
-        f"deploy/k8s/pytorchjob.yaml is stale: render it again with the command on its first line"
+        "deploy/k8s/pytorchjob.yaml is stale: render it again with the command on its first line"
 
 
 def test_the_job_runs_the_local_launchers_command_with_a_gpu_per_rank_and_secrets_by_reference(monkeypatch, capsys):
