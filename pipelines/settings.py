@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from assets import MlflowTracking, PipelineHome, RecordIOManager
+from assets import InProcessTraining, MlflowTracking, PipelineHome, RecordIOManager
 from ssl_ops.home import Home
 from ssl_ops.shards import ShardConfig
 
@@ -303,7 +303,8 @@ def resources_for(settings: Settings) -> dict:
                 "io_manager": RecordIOManager(root=str(h.root)),
                 "mlflow": MlflowTracking(tracking_uri=f"sqlite:///{h.mlflow_dir / 'mlflow.db'}",
                                          artifact_root=str(h.mlflow_dir / "artifacts"),
-                                         model_name=(settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME))}
+                                         model_name=(settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME)),
+                "trainer": InProcessTraining()}
     raise SettingsError(f"no resources for environment {settings.env!r}")
 
 
