@@ -16,6 +16,7 @@ from assets.records import RecordIOManager
 from assets.registered_model import build_registered_model
 from assets.resources import PipelineHome
 from assets.ssl_encoder import build_ssl_encoder
+from assets.train_launch import InProcessTraining, TorchrunTraining, TrainLauncher
 from assets.validated_images import build_validated_images
 from data_contracts import Contract
 
@@ -35,5 +36,5 @@ def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: di
             build_registered_model(gate_defaults, approval)]
 
 
-__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "TRAIN_ASSETS", "MlflowTracking", "PipelineHome", "RecordIOManager",
-           "batches", "build_assets"]
+__all__ = ["BATCH_ASSETS", "GLOBAL_ASSETS", "TRAIN_ASSETS", "InProcessTraining", "MlflowTracking", "PipelineHome",
+           "RecordIOManager", "TorchrunTraining", "TrainLauncher", "batches", "build_assets"]

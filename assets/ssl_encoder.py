@@ -18,6 +18,10 @@ changed in the launchpad.
   processes never log into one MLflow run. The same key is not trained twice (the asset reuses the
   encoder), and a run that died is resumed from its checkpoint in models/<key>/, logging into the same
   MLflow run.
+- Where it trains: the `trainer` resource (assets.train_launch): InProcessTraining (this process) or
+  TorchrunTraining (a torchrun DDP job through Dagster Pipes). Only the training itself goes through it; the
+  key, the lock, reuse, result.json and MLflow stay here. A launched job that was killed is retried (and
+  resumes); one that stopped for a reason fails naming it, with the tail of its stderr.
 """
 
 import dataclasses
@@ -35,11 +39,11 @@ from assets.partitions import batches as batches_partitions
 from assets.policies import TRAIN_RETRY, failure
 from assets.records import LeakageDecision, TrainedEncoder
 from assets.resources import PipelineHome
-from ssl_ops.data.loader import shard_entries
+from assets.train_launch import TrainingCrashed, TrainingKilled, TrainLauncher
 from ssl_ops.locks import file_lock
 from ssl_ops.shards.verify import ShardDamaged, rebuild_command, verify_batch
 from ssl_ops.shards.verify_home import gates_passed
-from ssl_ops.train import ConfigError, ShardSource, TrainConfig, TrainingError, train
+from ssl_ops.train import ConfigError, TrainConfig, TrainingError
 
 CODE_VERSION = "2"  # 2: shards verified before training; the key holds each shard's sha256
 TRAIN_POOL = "sslpipe_train"  # one training at a time across runs (limit 1: the instance's dagster.yaml)
@@ -156,7 +160,8 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
                           "per-step metrics and artifacts to MLflow; resumes from its checkpoint; does not retrain "
                           "on unchanged data and config.")
     def ssl_encoder(context: dg.AssetExecutionContext, config: TrainRunConfig, home: PipelineHome,
-                    mlflow: MlflowTracking, eval_leakage: LeakageDecision) -> dg.MaterializeResult[TrainedEncoder]:
+                    mlflow: MlflowTracking, trainer: TrainLauncher,
+                    eval_leakage: LeakageDecision) -> dg.MaterializeResult[TrainedEncoder]:
         h = home.paths()
         try:
             cfg = config.to_library()
@@ -180,13 +185,13 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
         with file_lock(out / ".lock", what=f"training run {key}",
                        on_wait=lambda msg: context.log.info(f"ssl_encoder: {msg}; then its encoder is reused "
                                                             f"(or, if it failed, training resumes here)")):
-            return _train_or_reuse(context, cfg, window, key, out, mlflow)
+            return _train_or_reuse(context, cfg, window, key, out, mlflow, trainer)
 
     return ssl_encoder
 
 
 def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out: Path,
-                    mlflow: MlflowTracking) -> dg.MaterializeResult:
+                    mlflow: MlflowTracking, trainer: TrainLauncher) -> dg.MaterializeResult:
     """Call with the lock on models/<key>/ held."""
     samples = sum(w["samples"] for w in window)
     result_path = out / "result.json"
@@ -211,10 +216,18 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
         context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
         run.set_tags({"dagster.run_id": context.run_id})  # the run now writing into it (see runner.end_mlflow_runs)
     try:
-        result = _train_and_log(context, cfg, window, samples, out, run)
+        result = _train_and_log(context, cfg, window, samples, out, run, trainer)
     except (TrainingError, ShardDamaged) as e:
         run.finish("FAILED")
         raise failure(f"ssl_encoder: {e}") from None
+    except TrainingKilled as e:  # a launched job killed by a signal: the retry resumes from the checkpoint
+        context.log.warning(f"ssl_encoder: {e}")  # Dagster's retry event shows only RetryRequestedFromPolicy
+        run.finish("KILLED")
+        raise
+    except TrainingCrashed as e:
+        context.log.error(f"ssl_encoder: {e}")
+        run.finish("FAILED")
+        raise
     except Exception:
         run.finish("FAILED")
         raise
@@ -225,7 +238,8 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
     return _materialization(key, result, window, cfg, out, mlflow, reused=False)
 
 
-def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, out: Path, run) -> dict:
+def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, out: Path, run,
+                   trainer: TrainLauncher) -> dict:
     """Train (or resume), logging each step to the MLflow run; then the summary, any steps a killed attempt
     did not get to flush, and the artifacts. -> the result (TrainResult + MLflow ids)."""
     total = cfg.total_steps(samples)
@@ -240,9 +254,7 @@ def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, 
             context.log.info(f"ssl_encoder: step {step + 1}/{total} loss {metrics['loss']:.4f} "
                              f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s")
 
-    entries = shard_entries([Path(w["index"]) for w in window])
-    res = train(cfg, ShardSource([u for u, _ in entries], cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed,
-                                 expected=dict(entries)), out, num_samples=samples, callback=on_step)
+    res = trainer.train(context, cfg, window, samples, out, on_step)
     run.flush()
     if res.resumed_from is not None:  # steps logged to the file before the kill but never flushed to MLflow
         logged = run.logged_steps("loss")

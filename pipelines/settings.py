@@ -21,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from assets import MlflowTracking, PipelineHome, RecordIOManager
+from assets import InProcessTraining, MlflowTracking, PipelineHome, RecordIOManager, TorchrunTraining
 from pipelines.deployment import Deployment, DeploymentError, parse_deployment
 from ssl_ops.home import Home
 from ssl_ops.shards import ShardConfig
@@ -343,7 +343,9 @@ def resources_for(settings: Settings) -> dict:
     h = settings.home
     d = require_complete(settings)
     model_name = (settings.registry or {}).get("model_name", DEFAULT_MODEL_NAME)
-    common = {"io_manager": RecordIOManager(root=str(h.root))}
+    # training: in this process, or torchrun's processes launched through Dagster Pipes (deployment.training)
+    trainer = InProcessTraining() if d.launcher == "in_process" else TorchrunTraining(nproc_per_node=d.nproc_per_node)
+    common = {"io_manager": RecordIOManager(root=str(h.root)), "trainer": trainer}
     if not d.production:
         return {**common,
                 "home": PipelineHome(root=str(h.root), landing=str(h.landing), eval_dir=str(h.eval_dir),

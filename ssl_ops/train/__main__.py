@@ -7,6 +7,10 @@
 progress line every --print-every steps and, at the end, the TrainResult as JSON on the last line.
 Running it again on the same --out resumes from the checkpoint there.
 
+From Python, main(argv, callback=..., on_result=..., on_error=...) runs the same command and hands rank 0's
+per-step metrics, its TrainResult and any error message to the caller (pipelines.train_pipes reports them to
+Dagster over Pipes; this module imports no orchestrator).
+
 Before training, every index is checked for consistency and every shard's size and sha256 against it
 (ssl_ops.shards.verify); a damaged one stops the run (exit 1) naming the shard and how to rebuild it. While
 training, each shard's samples are counted against its index and a sample that does not decode is named.
@@ -17,10 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | None = None,
+         on_result: Callable[[object], None] | None = None,
+         on_error: Callable[[str, int], None] | None = None) -> int:
+    """-> the exit status: 0 done, 1 training stopped or damaged data, 2 bad config or arguments.
+    callback(step, metrics): rank 0's per-step metrics (as the loop's callback); on_result(TrainResult): rank
+    0's result at the end; on_error(message, status): before a non-zero status, on every rank."""
     ap = argparse.ArgumentParser(prog="python -m ssl_ops.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, required=True)
@@ -47,13 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         entries = shard_entries(a.index)
         samples = sum(_samples(p) for p in a.index)
     except (OSError, ValueError, yaml.YAMLError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e, 2, on_error)
     try:
         require_intact(local)  # fsspec URLs: counted while reading (no local sha256 pass)
     except ShardDamaged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _fail(e, 1, on_error)
     import torch
 
     info = init_from_env("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
@@ -62,17 +70,27 @@ def main(argv: list[str] | None = None) -> int:
         if step % a.print_every == 0:
             print(f"step {step} loss {m['loss']:.4f} lr {m['lr']:.3g} {m['images_per_s']:.0f} images/s "
                   f"data wait {m['data_wait_share']:.0%}", flush=True)
+        if callback is not None:
+            callback(step, m)
 
     try:
         source = ShardSource([u for u, _ in entries], cfg.image_size, cfg.batch_size // info.world, cfg.workers,
                              cfg.seed, info.rank, info.world, expected=dict(entries))
         res = train(cfg, source, a.out, num_samples=samples or None, callback=show)
     except (TrainingError, ShardDamaged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _fail(e, 1, on_error)
     if info.is_main:
         print(json.dumps(res.to_dict()), flush=True)
+        if on_result is not None:
+            on_result(res)
     return 0
+
+
+def _fail(e: Exception, status: int, on_error) -> int:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    if on_error is not None:
+        on_error(str(e), status)
+    return status
 
 
 def _samples(index: str) -> int:
