@@ -138,6 +138,14 @@ class MlflowTracking(dg.ConfigurableResource):
             return _create_sqlite_store(make, Path(self.tracking_uri[len("sqlite:///"):]))
         return make()
 
+    def missing_store(self) -> Path | None:
+        """The SQLite file of a local store that does not exist yet (opening a client would create it), else None
+        (it exists, or the store is a tracking server)."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            db = Path(self.tracking_uri[len("sqlite:///"):])
+            return None if db.is_file() else db
+        return None
+
     def experiment_id(self, client) -> str:
         from mlflow.exceptions import MlflowException
 

@@ -85,13 +85,12 @@ def _lineage(a: argparse.Namespace) -> int:
 def _mlflow(s, required: bool):
     """(MlflowTracking, client) of the home, or (tracking, None) when its SQLite store does not exist and it
     is not required (an image look-up in a home where nothing was registered): opening it would create it."""
-    from pathlib import Path
 
     from pipelines.settings import resources_for
 
     tracking = resources_for(s)["mlflow"]
     uri = tracking.tracking_uri
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if tracking.missing_store() is not None:
         if required:
             raise LineageInputError(f"no MLflow store in {s.home.root} ({uri}): nothing is registered there yet")
         return tracking, None

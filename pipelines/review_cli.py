@@ -77,10 +77,10 @@ def _open(a: argparse.Namespace, model: str | None):
     from pipelines.settings import Settings, resources_for
 
     s = Settings.from_env(home=a.home).with_config_file(a.config)
-    db = s.home.mlflow_dir / "mlflow.db"
-    if not db.is_file():
-        raise BadArguments(f"no MLflow store at {db} (is --home right?)")
     t = resources_for(s)["mlflow"]
+    db = t.missing_store()
+    if db is not None:
+        raise BadArguments(f"no MLflow store at {db} (is --home right?)")
     if model is not None and model != t.model_name:
         t = MlflowTracking(tracking_uri=t.tracking_uri, artifact_root=t.artifact_root, experiment=t.experiment,
                            model_name=model, ui_url=t.ui_url, dagster_url=t.dagster_url)

@@ -242,8 +242,7 @@ def end_mlflow_runs(settings: Settings, dagster_run_ids: list[str]) -> int:
     if not dagster_run_ids:
         return 0
     tracking = resources_for(settings)["mlflow"]
-    uri = tracking.tracking_uri
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if tracking.missing_store() is not None:
         return 0  # no store yet: nothing ran
     ended = 0
     try:
