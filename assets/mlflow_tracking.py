@@ -46,6 +46,33 @@ def quiet_mlflow():
                 os.environ[k] = v
 
 
+class TrackingUnavailable(ConnectionError):
+    """The MLflow tracking server did not answer. Not a Failure: the asset's retry policy retries it."""
+
+
+# what an unreachable or overloaded server looks like through MLflow's REST client (requests/urllib3 messages)
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Connection aborted", "Connection reset",
+                "Read timed out", "Failed to establish a new connection", "RemoteDisconnected",
+                "Name or service not known", "too many 5", "503 Server Error", "502 Server Error",
+                "504 Server Error")
+
+
+def _root(e: BaseException) -> str:
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+def _unreachable(e: BaseException) -> bool:
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, (ConnectionError, TimeoutError)) or any(m in str(e) for m in _UNREACHABLE):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 class MlflowRun:
     def __init__(self, client, run_id: str, experiment_id: str, ui_url: str, flush_every: int = 20):
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
@@ -137,6 +164,22 @@ class MlflowTracking(dg.ConfigurableResource):
         if self.tracking_uri.startswith("sqlite:///"):
             return _create_sqlite_store(make, Path(self.tracking_uri[len("sqlite:///"):]))
         return make()
+
+    @contextlib.contextmanager
+    def server_errors(self, what: str):
+        """A tracking server that does not answer becomes one TrackingUnavailable naming its URI (retried by the
+        asset's policy), instead of a page of HTTP client traceback; other errors pass unchanged."""
+        try:
+            yield
+        except TrackingUnavailable:
+            raise
+        except Exception as e:
+            if self.tracking_uri.startswith(("http://", "https://")) and _unreachable(e):
+                raise TrackingUnavailable(
+                    f"{what}: the MLflow tracking server at {self.tracking_uri} did not answer ({_root(e)}). The step "
+                    f"is retried; check that the server runs and is reachable from here (MLflow's own HTTP retries: "
+                    f"MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)") from e
+            raise
 
     def missing_store(self) -> Path | None:
         """The SQLite file of a local store that does not exist yet (opening a client would create it), else None

@@ -43,7 +43,8 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
         enc, run_key, eval_digest = ssl_encoder, ssl_encoder.run_key, eval_images.digest
 
         reg = Registry(mlflow)
-        champ = reg.alias("champion")
+        with mlflow.server_errors("probe_report"):  # the server away: one clear error, retried (TRACKING_RETRY)
+            champ = reg.alias("champion")
         champ_key = champ.tags.get(RUN_KEY_TAG) if champ else None
         if champ is not None and champ_key == run_key:
             context.log.info(f"probe_report: this encoder is the champion (version {champ.version}); not compared "
@@ -61,7 +62,8 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             data = load_eval_arrays(read_manifest(h.accepted_path(EVAL_BATCH)), h.eval_dir, meta["image_size"])
             champion = None
             if champ is not None:
-                champion = reg.load_encoder(str(champ.version))
+                with mlflow.server_errors("probe_report: loading the champion"):
+                    champion = reg.load_encoder(str(champ.version))
             context.log.info(f"probe_report: {len(data.labels)} eval images, {len(data.classes)} classes, groups "
                              f"{sorted(data.groups) or 'none'}; champion: "
                              f"{'version ' + str(champ.version) if champ else 'none registered'}")

@@ -61,77 +61,82 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
     def registered_model(context: dg.AssetExecutionContext, config: GateRunConfig, home: PipelineHome,
                          mlflow: MlflowTracking, ssl_encoder: TrainedEncoder, probe_report: ProbeResult,
                          eval_images: EvalSet, eval_leakage: LeakageDecision) -> dg.MaterializeResult[RegisteredVersion]:
-        try:
-            gate = config.to_library()
-        except ValueError as e:
-            raise failure(str(e)) from None
-        h = home.paths()
-        enc, ev = dataclasses.asdict(ssl_encoder), {"eval_digest": eval_images.digest}
-        run_key = ssl_encoder.run_key
-        if probe_report.run_key != run_key or probe_report.eval_digest != eval_images.digest:
-            raise failure("registered_model: the probe report is of another encoder or eval set than ssl_encoder's "
-                          "and eval_images' records; materialize probe_report first")
-        report = json.loads(Path(probe_report.report).read_text())
-        reg = Registry(mlflow)
+        # the server away (stopped, restarting, the network): one clear error naming it, retried (TRACKING_RETRY);
+        # a retry finds the version an earlier attempt registered (by run key) and finishes it: never a duplicate
+        with mlflow.server_errors("registered_model"):
+            try:
+                gate = config.to_library()
+            except ValueError as e:
+                raise failure(str(e)) from None
+            h = home.paths()
+            enc, ev = dataclasses.asdict(ssl_encoder), {"eval_digest": eval_images.digest}
+            run_key = ssl_encoder.run_key
+            if probe_report.run_key != run_key or probe_report.eval_digest != eval_images.digest:
+                raise failure("registered_model: the probe report is of another encoder or eval set than ssl_encoder's "
+                              "and eval_images' records; materialize probe_report first")
+            report = json.loads(Path(probe_report.report).read_text())
+            reg = Registry(mlflow)
 
-        existing = reg.version_for(run_key)
-        if existing is not None and GATE_TAG in existing.tags:
-            context.log.info(f"registered_model: this encoder is already version {existing.version} of "
-                             f"{reg.name}; nothing new registered")
-            return _materialization(reg, str(existing.version), json.loads(existing.tags[GATE_TAG]), run_key, enc,
-                                    reused=True)
+            existing = reg.version_for(run_key)
+            if existing is not None and GATE_TAG in existing.tags:
+                context.log.info(f"registered_model: this encoder is already version {existing.version} of "
+                                 f"{reg.name}; nothing new registered")
+                return _materialization(reg, str(existing.version), json.loads(existing.tags[GATE_TAG]), run_key, enc,
+                                        reused=True)
 
-        champ = reg.alias("champion")
-        if (str(champ.version) if champ else None) != report["champion_version"]:
-            raise failure(f"registered_model: the champion is version {champ.version if champ else 'none'} but "
-                             f"the probe report compared version {report['champion_version'] or 'none'}; "
-                             "materialize probe_report again")
-        batches = list(enc["batches"])
-        leakage = leakage_finding(eval_leakage, ssl_encoder, eval_images.digest)
-        decision = decide(report, gate, enc["method"], leakage)
-        context.log.info(f"registered_model: gate on {decision.metric}: {decision.summary}")
+            champ = reg.alias("champion")
+            if (str(champ.version) if champ else None) != report["champion_version"]:
+                raise failure(f"registered_model: the champion is version {champ.version if champ else 'none'} but "
+                                 f"the probe report compared version {report['champion_version'] or 'none'}; "
+                                 "materialize probe_report again")
+            batches = list(enc["batches"])
+            leakage = leakage_finding(eval_leakage, ssl_encoder, eval_images.digest)
+            decision = decide(report, gate, enc["method"], leakage)
+            context.log.info(f"registered_model: gate on {decision.metric}: {decision.summary}")
 
-        manifests, contracts = batch_lineage(h, batches)
-        lineage = {"batches": batches, "shard_index_digests": dict(enc["shard_index_digests"]),
-                   "manifest_digests": manifests, "contracts": contracts, "eval_digest": ev["eval_digest"],
-                   "git_sha": git_sha(), "dagster_run_id": context.run_id, "run_key": run_key,
-                   "mlflow_run_id": enc["mlflow_run_id"]}
-        model_dir = h.model_dir(run_key)
-        training = {**json.loads((model_dir / "result.json").read_text()), "samples": enc["samples"]}
-        train_cfg = json.loads((model_dir / "config.json").read_text())
-        train_cfg = train_cfg.get("train", train_cfg)
+            manifests, contracts = batch_lineage(h, batches)
+            lineage = {"batches": batches, "shard_index_digests": dict(enc["shard_index_digests"]),
+                       "manifest_digests": manifests, "contracts": contracts, "eval_digest": ev["eval_digest"],
+                       "git_sha": git_sha(), "dagster_run_id": context.run_id, "run_key": run_key,
+                       "mlflow_run_id": enc["mlflow_run_id"]}
+            model_dir = h.model_dir(run_key)
+            training = {**json.loads((model_dir / "result.json").read_text()), "samples": enc["samples"]}
+            train_cfg = json.loads((model_dir / "config.json").read_text())
+            train_cfg = train_cfg.get("train", train_cfg)
 
-        if existing is None:
-            version = _log_and_register(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h, model_dir,
-                                        home)
-        else:  # registered by an attempt that died before the gate: finish it
-            version = str(existing.version)
-            context.log.info(f"registered_model: finishing version {version}, registered by an earlier attempt")
-        card = model_card(reg.name, version, report, decision, training, train_cfg, lineage,
-                          champion_version=str(champ.version) if champ else None, approval=approval)
-        reg.client.update_model_version(reg.name, version, description=card[:60000])
-        reg.client.log_text(enc["mlflow_run_id"], card, "model_card.md")
-        reg.move_alias("challenger", version, f"registered by Dagster run {context.run_id}", context.run_id)
-        if decision.passed:
-            reg.move_alias("candidate", version, f"the gate passed: {decision.summary}", context.run_id, action="gate")
-            reg.set_review_state(version, "pending", None, f"the gate passed: {decision.summary}")
-            if approval == "auto":
-                reg.approve(version, AUTO_REVIEWER, f"registry.approval is auto; the gate passed: {decision.summary}",
-                            context.run_id)
-                context.log.info(f"registered_model: version {version} is the champion (registry.approval: auto)")
+            if existing is None:
+                version = _log_and_register(context, mlflow, reg, report, decision, gate, lineage, enc, ev, h,
+                                            model_dir, home)
+            else:  # registered by an attempt that died before the gate: finish it
+                version = str(existing.version)
+                context.log.info(f"registered_model: finishing version {version}, registered by an earlier attempt")
+            card = model_card(reg.name, version, report, decision, training, train_cfg, lineage,
+                              champion_version=str(champ.version) if champ else None, approval=approval)
+            reg.client.update_model_version(reg.name, version, description=card[:60000])
+            reg.client.log_text(enc["mlflow_run_id"], card, "model_card.md")
+            reg.move_alias("challenger", version, f"registered by Dagster run {context.run_id}", context.run_id)
+            if decision.passed:
+                reg.move_alias("candidate", version, f"the gate passed: {decision.summary}", context.run_id,
+                               action="gate")
+                reg.set_review_state(version, "pending", None, f"the gate passed: {decision.summary}")
+                if approval == "auto":
+                    reg.approve(version, AUTO_REVIEWER,
+                                f"registry.approval is auto; the gate passed: {decision.summary}",
+                                context.run_id)
+                    context.log.info(f"registered_model: version {version} is the champion (registry.approval: auto)")
+                else:
+                    context.log.info(f"registered_model: version {version} is the candidate, waiting for a reviewer: "
+                                     f"sslpipe review {reg.name} / sslpipe approve {reg.name}@{version} --reason ...")
             else:
-                context.log.info(f"registered_model: version {version} is the candidate, waiting for a reviewer: "
-                                 f"sslpipe review {reg.name} / sslpipe approve {reg.name}@{version} --reason ...")
-        else:
-            reg.set_review_state(version, "gate_failed", None, decision.summary)
-        record = decision.to_dict()
-        reg.client.set_model_version_tag(reg.name, version, "sslpipe.gate_summary", decision.summary[:5000])
-        reg.client.set_model_version_tag(reg.name, version, GATE_TAG, json.dumps(
-            {"passed": decision.passed, "summary": decision.summary[:2000], "metric": decision.metric,
-             "against": decision.against,  # each check, for `sslpipe review` (a tag value holds 5000 characters)
-             "checks": [{"name": c["name"], "passed": bool(c["passed"]), "detail": str(c["detail"])[:300]}
-                        for c in decision.checks[:8]]}))
-        return _materialization(reg, version, record, run_key, enc, reused=False, card=card)
+                reg.set_review_state(version, "gate_failed", None, decision.summary)
+            record = decision.to_dict()
+            reg.client.set_model_version_tag(reg.name, version, "sslpipe.gate_summary", decision.summary[:5000])
+            reg.client.set_model_version_tag(reg.name, version, GATE_TAG, json.dumps(
+                {"passed": decision.passed, "summary": decision.summary[:2000], "metric": decision.metric,
+                 "against": decision.against,  # each check, for `sslpipe review` (a tag value holds 5000 characters)
+                 "checks": [{"name": c["name"], "passed": bool(c["passed"]), "detail": str(c["detail"])[:300]}
+                            for c in decision.checks[:8]]}))
+            return _materialization(reg, version, record, run_key, enc, reused=False, card=card)
 
     return registered_model
 

@@ -140,7 +140,8 @@ def _refuse_secrets(d: dict, where: str) -> None:
             hint = {"dagster": "password_env: SSLPIPE_PG_PASSWORD (the variable's name, not its value)",
                     "storage": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
                     "mlflow": "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in "
-                              "the environment"}.get(where.split(".")[1] if "." in where else "", "an environment variable")
+                              "the environment"}.get(where.split(".")[1] if "." in where else "",
+                                                     "an environment variable")
             raise DeploymentError(f"{where}.{k}: secrets do not go in the config file (it is read, copied and "
                                   f"logged); use {hint}")
 

@@ -32,3 +32,14 @@ def mlflow_restarted_after(services):
     """For tests that stop the MLflow server: it runs again after them, whatever happened."""
     yield services
     services.start_mlflow()
+
+
+@pytest.fixture
+def prod_env(services, monkeypatch):
+    """The services' variables in this process (as `source .services/env` does for a user)."""
+    for k, v in services.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("SSLPIPE_PG_HOST", services.pg_host)
+    monkeypatch.setenv("SSLPIPE_PG_PORT", str(services.pg_port))
+    monkeypatch.setenv("SSLPIPE_PG_USER", services.pg_user)
+    return services

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from pipelines.cli import main
 from ssl_ops.demo_data import write_demo
@@ -20,60 +19,7 @@ from ssl_ops.home import Home
 from ssl_ops.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 8, "image_size": 16, "batch_size": 32,
-         "warmup_steps": 1, "workers": 0, "checkpoint_every": 0, "health_every": 1}
-
-
-def production_config(tmp: Path, services, prefix: str, db: str, steps: int, model: str = "ssl-encoder") -> Path:
-    """A config file as a user writes it: hosts and URLs from the environment, the password by its variable's name."""
-    cfg = tmp / f"prod-{steps}.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "deployment": {
-            "env": "production",
-            "dagster": {"postgres": {"host": {"env": "SSLPIPE_PG_HOST"}, "port": {"env": "SSLPIPE_PG_PORT"},
-                                     "db": db, "user": {"env": "SSLPIPE_PG_USER"},
-                                     "password_env": "SSLPIPE_PG_PASSWORD"}},
-            "mlflow": {"tracking_uri": {"env": "MLFLOW_TRACKING_URI"}},
-            "storage": {"url": prefix, "endpoint_url": {"env": "SSLPIPE_S3_ENDPOINT"}}},
-        "workers": 1,
-        "registry": {"model_name": model, "approval": "human", "tolerance": 1.0, "min_embedding_std": 0},
-        "train": {**TRAIN, "steps": steps}}))
-    return cfg
-
-
-@pytest.fixture
-def prod_env(services, monkeypatch):
-    """The services' variables in this process (as `source .services/env` does for a user)."""
-    for k, v in services.env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("SSLPIPE_PG_HOST", services.pg_host)
-    monkeypatch.setenv("SSLPIPE_PG_PORT", str(services.pg_port))
-    monkeypatch.setenv("SSLPIPE_PG_USER", services.pg_user)
-    return services
-
-
-def fresh_database(services) -> str:
-    """A database of its own for this test's Dagster instance (the server is shared by the session)."""
-    import psycopg2
-
-    name = f"dagster_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(**services.pg_dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return name
-
-
-def land(store: ObjectStore, staging: Home, batches: list[str], ready: bool = True) -> None:
-    """Upload the batches as objects: with their _READY object last (as a producer marks a batch it finished), or
-    without one (still landing)."""
-    for b in batches:
-        marker = staging.landing / b / "_READY"
-        marker.unlink(missing_ok=True)
-        store.publish(staging.landing / b, f"landing/{b}")
-        if ready:
-            store.write_bytes(f"landing/{b}/_READY", b"")
+from prod import fresh_database, land, production_config
 
 
 @pytest.mark.slow
@@ -123,12 +69,19 @@ def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_pa
     # version 1 fails against the baselines (3 steps); a reviewer forces it to champion through the server
     assert main(["approve", f"{model}@1", "--home", str(home), "--config", str(cfg3), "--force",
                  "--reason", "first production model"]) == 0
-    # demo-003 completes; a second training (4 steps) passes against the champion and is the candidate
+    # demo-003 completes; a second training (4 steps, as 2 torchrun processes launched through Dagster Pipes: the
+    # same graph, switched by configuration) passes against the champion and is the candidate
     land(store, staging, ["demo-003"])
-    cfg4 = production_config(tmp_path, svc, prefix, db, steps=4, model=model)
+    cfg4 = production_config(tmp_path, svc, prefix, db, steps=4, model=model,
+                             training={"launcher": "torchrun", "nproc_per_node": 2})
     assert main(["run", "--home", str(home), "--config", str(cfg4)]) == 0
     out = capsys.readouterr().out
     assert "registered 1 new batch(es): demo-003" in out
+    with svc.connect(db) as conn, conn.cursor() as cur:  # the training's metadata, through Pipes, in PostgreSQL
+        cur.execute("SELECT event FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s "
+                    "ORDER BY id DESC LIMIT 1", (dg.AssetKey("ssl_encoder").to_string(),))
+        assert '"world_size"' in cur.fetchone()[0]
+    assert "ssl_encoder: launching 1 node(s) x 2 process(es)" in out
     from mlflow import MlflowClient
 
     client = MlflowClient(svc.mlflow_uri)
