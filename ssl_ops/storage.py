@@ -52,6 +52,7 @@ def _mtime(info: dict) -> float:
 class ObjectStore:
     url: str  # the prefix, e.g. s3://bucket/sslpipe (no trailing slash needed)
     options: dict = field(default_factory=dict)  # fsspec storage options (non-secret: endpoint_url, region, ...)
+    BATCH = 256  # files per request group in pull and publish (s3fs sends a group's requests concurrently)
 
     def __post_init__(self):
         import fsspec
@@ -139,24 +140,28 @@ class ObjectStore:
         remote = self.files(rel)
         local.mkdir(parents=True, exist_ok=True)
         want = {name for name, _, _ in remote}
-        copied = 0
-        for i, (name, size, mtime) in enumerate(remote):
+        todo = []
+        for name, size, mtime in remote:
             dst = local / name
             if dst.is_file() and dst.stat().st_size == size and (not mtime or dst.stat().st_mtime == mtime):
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+            todo.append((name, mtime, dst, dst.with_name(f".{dst.name}.{os.getpid()}.part")))
+        for i in range(0, len(todo), self.BATCH):  # many requests at once (s3fs: concurrently), then renamed
+            chunk = todo[i:i + self.BATCH]
             try:
-                self.fs.get_file(self.key(f"{rel}/{name}"), str(tmp))
-                if mtime:
-                    os.utime(tmp, (mtime, mtime))
-                os.replace(tmp, dst)
+                self.fs.get([self.key(f"{rel}/{n}") for n, _, _, _ in chunk], [str(t) for _, _, _, t in chunk])
+                for _, mtime, dst, tmp in chunk:
+                    if mtime:
+                        os.utime(tmp, (mtime, mtime))
+                    os.replace(tmp, dst)
             except Exception as e:  # noqa: BLE001
-                tmp.unlink(missing_ok=True)
-                raise self._fail("downloading", f"{rel}/{name}", e) from e
-            copied += 1
+                for _, _, _, tmp in chunk:
+                    tmp.unlink(missing_ok=True)
+                raise self._fail("downloading", f"{rel}/{chunk[0][0]} (and {len(chunk) - 1} more)", e) from e
             if progress:
-                progress(i + 1, len(remote))
+                progress(min(i + self.BATCH, len(todo)), len(todo))
+        copied = len(todo)
         for p in sorted(local.rglob("*"), reverse=True) if prune else []:
             if p.is_file() and p.relative_to(local).as_posix() not in want and not p.name.startswith("."):
                 p.unlink()
@@ -184,11 +189,14 @@ class ObjectStore:
         files = sorted(p for p in local.rglob("*") if p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(local).parts))
         names = {p.relative_to(local).as_posix(): p for p in files}
-        sent = 0
-        for name, p in names.items():
-            if name != last:
-                self.put_file(p, f"{rel}/{name}")
-                sent += 1
+        body = [(name, p) for name, p in names.items() if name != last]
+        for i in range(0, len(body), self.BATCH):  # many requests at once (s3fs: concurrently)
+            chunk = body[i:i + self.BATCH]
+            try:
+                self.fs.put([str(p) for _, p in chunk], [self.key(f"{rel}/{n}") for n, _ in chunk])
+            except Exception as e:  # noqa: BLE001
+                raise self._fail("uploading to", f"{rel}/{chunk[0][0]} (and {len(chunk) - 1} more)", e) from e
+        sent = len(body)
         if last and last in names:
             self.put_file(names[last], f"{rel}/{last}")
             sent += 1
