@@ -100,7 +100,7 @@ def _say_review(s) -> None:
     rec = read_record(s.home.root, "registered_model")
     if rec is None:
         return
-    home = shlex.quote(str(s.home.root))
+    home = shlex.quote(str(s.home.root)) + (f" --config {shlex.quote(s.config_file)}" if s.config_file else "")
     spec = shlex.quote(f"{rec.model_name}@{rec.version}")
     if rec.review == "pending":
         print(f"version {rec.version} of {terminal(rec.model_name)} passed the gate and is the candidate; champion "
@@ -112,6 +112,22 @@ def _say_review(s) -> None:
     elif rec.review == "gate_failed":
         print(f"version {rec.version} of {terminal(rec.model_name)} did not pass the gate (see its model card); the "
               f"champion is unchanged")
+
+
+def _demo_to_storage(s, write_demo) -> dict:
+    """Production: the demo data written to a temporary folder and landed in the prefix (sslpipe land's code)."""
+    import tempfile
+
+    from pipelines.land_cli import land_batch, land_eval
+    from ssl_ops.home import Home
+
+    with tempfile.TemporaryDirectory(prefix="sslpipe-demo-") as tmp:
+        staging = Home.resolve(tmp).ensure()
+        w = write_demo(staging)
+        for b in w["batches"]:
+            land_batch(s, staging.landing / b, b, exist_ok=True)
+        land_eval(s, staging.eval_dir)
+    return w
 
 
 def _verify(a: argparse.Namespace) -> int:
@@ -185,10 +201,11 @@ def _main(argv: list[str] | None = None) -> int:
                                       "rebuild commands")
     ver.add_argument("--quick", action="store_true",
                      help="indexes, sizes and sha256 only; skip reading back and decoding every member")
-    from pipelines import lineage_cli, review_cli  # each adds its commands, with a `handler` (args -> exit status)
+    from pipelines import land_cli, lineage_cli, review_cli  # each adds its commands, with a `handler`
 
     review_cli.add_commands(sub)
     lineage_cli.add_commands(sub)
+    land_cli.add_commands(sub)
     a = p.parse_args(argv)
     if getattr(a, "handler", None) is not None:
         return a.handler(a)
@@ -210,9 +227,12 @@ def _main(argv: list[str] | None = None) -> int:
         if a.command == "demo":
             from ssl_ops.demo_data import write_demo
 
-            w = write_demo(s.home)
-            print(f"demo data in {s.home.root}: batches {w['batches']}, eval {w['eval']} labeled images "
-                  f"({w['moved_to_train']} near-copies of training images kept out of eval)")
+            if s.deployment.production:  # the demo's batches and eval set land in the storage prefix
+                w = _demo_to_storage(s, write_demo)
+            else:
+                w = write_demo(s.home)
+                print(f"demo data in {s.home.root}: batches {w['batches']}, eval {w['eval']} labeled images "
+                      f"({w['moved_to_train']} near-copies of training images kept out of eval)")
             if a.config is None:
                 s = s.with_config_file(_demo_config(s.home.root))
             approval = (s.registry or {}).get("approval", "human")

@@ -116,9 +116,13 @@ def test_landing_sensor_lists_the_prefix_and_takes_a_batch_by_its_ready_object(p
     s = Settings.from_env(home=tmp_path / "home").with_config_file(cfg)
     instance = prepare_instance(s)
     defs = build_definitions(s)
-    store.write_bytes("landing/b-ready/x.jpg", b"not even an image")
-    store.write_bytes("landing/b-ready/_READY", b"")
-    store.write_bytes("landing/b-landing/y.jpg", b"1")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x.jpg").write_bytes(b"not even an image")
+    assert main(["land", str(src), "--batch", "b-ready", "--home", str(tmp_path / "home"), "--config", str(cfg)]) == 0
+    assert [n for n, _, _ in store.files("landing/b-ready")] == ["_READY", "x.jpg"]
+    assert main(["land", str(src), "--batch", "b-ready", "--home", str(tmp_path / "home"), "--config", str(cfg)]) == 2
+    store.write_bytes("landing/b-landing/y.jpg", b"1")  # a producer still uploading: no _READY yet
     sensor = defs.get_sensor_def("landing_sensor")
     with dg.build_sensor_context(instance=instance, resources={"home": resources_for(s)["home"]}) as ctx:
         res = sensor(ctx)
