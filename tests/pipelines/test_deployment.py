@@ -88,3 +88,20 @@ def test_sslpipe_env_wins_over_the_files_env(monkeypatch):
     assert parse_deployment(PROD, "production", environ=ENV).production
     with pytest.raises(DeploymentError, match="apply to env: production only"):
         parse_deployment(PROD, "local", environ=ENV)
+
+
+def test_the_training_pool_has_one_slot_per_device_and_follows_the_config(tmp_path):
+    from pipelines.settings import TRAIN_POOL, prepare_instance
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"deployment": {"training": {"launcher": "torchrun", "nproc_per_node": 2,
+                                                                "gpus": 3}}}))
+    s = Settings.from_env(home=tmp_path / "h").with_config_file(cfg)
+    assert s.env == "local" and type(resources_for(s)["trainer"]).__name__ == "TorchrunTraining"
+    assert resources_for(s)["trainer"].nproc_per_node == 2
+    info = prepare_instance(s).event_log_storage.get_concurrency_info(TRAIN_POOL)
+    assert info.limit == 3  # three trainings at once, one per device
+    cfg.write_text("deployment: {}\n")  # back to the default: one at a time
+    s = Settings.from_env(home=tmp_path / "h").with_config_file(cfg)
+    assert prepare_instance(s).event_log_storage.get_concurrency_info(TRAIN_POOL).limit == 1
+    assert type(resources_for(s)["trainer"]).__name__ == "InProcessTraining"
