@@ -11,12 +11,16 @@ really ingested first (`sslpipe run --select eval_images`, before any batch land
    none of the N folders is a partition yet: it must ask for N ingest_batch runs and register N partitions.
 2. sensor, nothing new: the same tick once all N are registered (assets.partitions.add_batches) and ingested as
    far as the sensor looks (a real accepted manifest per batch, written by ssl_ops' scan_batch): no request.
-3. plan, nothing new: `sslpipe run` (pipelines.runner.run_pipeline, the whole graph) with runner._execute (which
+3. retrain sensor: its tick (the same way, with the MLflow resource on the home's SQLite store, no model
+   registered) once the N batches are sharded (real shards and index, by ssl_ops' shard_batch, from the
+   manifests of 2.; no check records: no blocking failure): min_new_images is 1, so it asks for a training
+   on a window of all N batches.
+4. plan, nothing new: `sslpipe run` (pipelines.runner.run_pipeline, the whole graph) with runner._execute (which
    creates each run in the instance and executes it) replaced by a recorder: instance, orphaned runs, registering
    batches, definitions, job order, the loop over the plan of runs. `sslpipe run` has no dry-run flag, and no
    planning function apart from run_pipeline. The plan is checked (N ingest_batch runs:
    `sslpipe run` re-runs every present batch, the assets being idempotent).
-4. UI backfill: the `launchPartitionBackfill` mutation the UI sends (the 4 assets of ingest_batch, all N
+5. UI backfill: the `launchPartitionBackfill` mutation the UI sends (the 4 assets of ingest_batch, all N
    partitions; as tests/pipelines/test_daemon.py) executed by dagster-graphql against the workspace of
    workspace.yaml (its own gRPC code server, as `dagster dev` starts), then the backfill daemon's iteration
    (dagster._daemon.backfill.execute_backfill_iteration) in this process until N runs exist. The instance's
@@ -26,8 +30,10 @@ really ingested first (`sslpipe run --select eval_images`, before any batch land
 Printed per measure and N: seconds (the least of --repeat: the machine is shared, and the least is the cost
 with the least interference) and seconds per partition; then per measure the ratio
 per-partition(largest N) / per-partition(smallest N) and the marginal ratio (the extra seconds per extra
-partition over the upper interval / over the lower one: fixed costs cancel out). Either above 1.5 is flagged
-"SUPERLINEAR". The figures also go to bench/_data/scale/results.json.
+partition over the upper interval / over the lower one: fixed costs cancel out, noise does not). A
+per-partition ratio above 1.5 is flagged "SUPERLINEAR"; a marginal ratio above 1.5 alone is pointed out (a
+superlinear term hidden under fixed costs, or noise: look at larger N, e.g. --sizes 1000,3000,10000
+--no-backfill). The figures also go to bench/_data/scale/results.json.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ DATA = ROOT / "bench" / "_data" / "scale"
 LIMIT = 1.5  # ratio above which a measure is called superlinear
 MEASURES = {"sensor_new": "landing sensor tick, N new batches",
             "sensor_known": "landing sensor tick, nothing new",
+            "retrain": "retrain sensor tick, N sharded batches",
             "plan": "sslpipe run plan, nothing new",
             "backfill": "UI backfill, N runs created (queued)"}
 BACKFILL = """mutation($params: LaunchBackfillParams!) {
@@ -91,7 +98,8 @@ def make_home(work: Path, n: int):
             p.write_bytes(jpeg(900 + 10 * (c == "dog") + i, size=(36, 36)))
     (home / "landing").mkdir(parents=True)
     cfg = home / "config.yaml"
-    cfg.write_text("workers: 1\nautomation: {quiet_seconds: 3600}\n")  # complete by _READY only
+    # complete by _READY only; the retrain sensor asks for a training as soon as anything is new
+    cfg.write_text("workers: 1\nautomation: {quiet_seconds: 3600, min_new_images: 1}\n")
     s = Settings.from_env(home=str(home), landing=str(home / "landing"), eval_dir=str(home / "eval"))
     s = s.with_config_file(str(cfg))
     out = run_pipeline(s, select="eval_images", echo=lambda m: None, log_level="WARNING")
@@ -113,11 +121,13 @@ def land(s, names: list[str]) -> None:
 
 def mark_ingested(s, instance, names: list[str]) -> None:
     """What the landing sensor takes for "already ingested": a registered partition with an accepted manifest
-    (pipelines/sensors.py landing_sensor). The manifests are real: scan_batch on the batch's files."""
+    (pipelines/sensors.py landing_sensor); and what the retrain sensor takes for sharded: a shard index
+    (training_window). Both real: scan_batch and shard_batch on the batch's files."""
     from assets.partitions import add_batches
     from data_contracts import load_contract
     from ssl_ops.ingest import ImageLimits, scan_batch
     from ssl_ops.manifest import write_table_atomic
+    from ssl_ops.shards import ShardConfig, shard_batch
 
     added = add_batches(instance, names, s.home.dagster_home / ".partitions.lock")
     assert added == names, (len(added), len(names))
@@ -128,10 +138,11 @@ def mark_ingested(s, instance, names: list[str]) -> None:
         assert r.accepted.num_rows == r.seen, (b, r.reasons)
         write_table_atomic(r.accepted, s.home.accepted_path(b))
         write_table_atomic(r.quarantine, s.home.quarantine_path(b))
+        shard_batch(r.accepted, s.home.batch_dir(b), s.home.shard_dir(b), ShardConfig())
 
 
-def tick(defs, instance, s):
-    """One landing_sensor tick, as tests/pipelines/test_operate.py evaluates it, with the instance's ref as the
+def tick(defs, instance, s, name: str = "landing_sensor"):
+    """One tick of the sensor `name`, as tests/pipelines/test_operate.py evaluates it, with the instance's ref as the
     daemon's code server has it (so the partitions the tick asks to add count when its run requests are
     resolved); -> (seconds, result)."""
     import dagster as dg
@@ -140,9 +151,9 @@ def tick(defs, instance, s):
     from pipelines.settings import resources_for
 
     t = time.perf_counter()
-    with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), resources=resources_for(s), sensor_name="landing_sensor",
+    with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), resources=resources_for(s), sensor_name=name,
                                  definitions=defs) as ctx, partition_loading_context(dynamic_partitions_store=instance):
-        res = defs.get_sensor_def("landing_sensor").evaluate_tick(ctx)
+        res = defs.get_sensor_def(name).evaluate_tick(ctx)
     return time.perf_counter() - t, res
 
 
@@ -259,6 +270,16 @@ def measure(work: Path, n: int, repeat: int, do_backfill: bool) -> dict:
             sys.exit(f"nothing new: expected no request, got {len(res.run_requests)} ({res.skip_message})")
     out["sensor_known"] = min(secs)
 
+    tick(defs, instance, s, "retrain_sensor")  # the MLflow store is created on first use: not counted
+    secs = []
+    for _ in range(repeat):
+        sec, res = tick(defs, instance, s, "retrain_sensor")
+        secs.append(sec)
+        if len(res.run_requests) != 1 or res.run_requests[0].tags["sslpipe/window"] != ",".join(names)[:1000]:
+            sys.exit(f"retrain: expected one training request on all {n} batches, got {res.run_requests} "
+                     f"({res.skip_message})")
+    out["retrain"] = min(secs)
+
     secs = []
     for _ in range(repeat):
         sec, planned = plan(s)
@@ -292,7 +313,12 @@ def report(rows: list[dict]) -> dict:
             lower = (m[key] - lo[key]) / (m["n"] - lo["n"])
             upper = (hi[key] - m[key]) / (hi["n"] - m["n"])
             marginal = upper / lower if lower > 0 else float("inf")
-        flag = "SUPERLINEAR" if ratio > LIMIT or (marginal is not None and marginal > LIMIT) else "linear"
+        if ratio > LIMIT:
+            flag = "SUPERLINEAR"
+        elif marginal is not None and marginal > LIMIT:
+            flag = "linear per partition, but the marginal cost grows: a superlinear term under fixed costs?"
+        else:
+            flag = "linear"
         print(f"  per-partition ratio N={hi['n']}/N={lo['n']}: {ratio:.2f}"
               + (f"; marginal ratio (s per extra partition, N {rows[-2]['n']}->{hi['n']} over {lo['n']}->"
                  f"{rows[-2]['n']}): {marginal:.2f}" if marginal is not None else "") + f"  => {flag}")
