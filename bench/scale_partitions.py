@@ -198,7 +198,8 @@ def backfill(s, instance, names: list[str]) -> dict:
     log = logging.getLogger("scale_partitions.backfill")
     log.setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])) as wpc:
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")]),
+                                 code_server_log_level="WARNING") as wpc:
         ctx = wpc.create_request_context()
         errs = [e for e in ctx.get_code_location_entries().values() if e.load_error]
         if errs:
@@ -350,6 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     saved = dict(os.environ)
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the sensors' own log lines, once per tick
     rows = []
     try:
         for n in sizes:
