@@ -133,10 +133,11 @@ def training_window(h, known: list[str], train: dict) -> dict[str, dict]:
     """{batch: {digest, samples}} of the batches ssl_encoder would train on now: sharded, no failed blocking
     check, within the configured window (train.batches, train.last_batches)."""
     wanted = list(train.get("batches") or known)
+    registered = set(known)  # one lookup per batch: a list search here made every tick O(N^2) in the batches
     window = {}
     for b in wanted:
         index = h.shard_index_path(b)
-        if b not in known or not index.is_file() or blocking_failures(h, b):
+        if b not in registered or not index.is_file() or blocking_failures(h, b):
             continue
         try:
             d = json.loads(index.read_text())
