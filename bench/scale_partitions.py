@@ -194,7 +194,9 @@ def backfill(s, instance, names: list[str]) -> dict:
     from dagster._daemon.backfill import execute_backfill_iteration
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    s.export()  # the code server (a subprocess, as `dagster dev` starts it) loads this home's definitions
+    # the code server (a subprocess, as `dagster dev` starts it) loads this home's definitions from these
+    # variables, as from the shell that starts `dagster dev` (main() restores the environment after each N)
+    os.environ.update(s.environment())
     log = logging.getLogger("scale_partitions.backfill")
     log.setLevel(logging.WARNING)
     t0 = time.perf_counter()
@@ -357,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
         for n in sizes:
             t = time.perf_counter()
             rows.append(measure(work, n, a.repeat, not a.no_backfill))
-            os.environ.clear()  # run_pipeline and the backfill exported this home's settings
+            os.environ.clear()  # the backfill set this home's settings for its code server
             os.environ.update(saved)
             print(f"N={n}: measured in {time.perf_counter() - t:.0f}s "
                   f"{ {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)} }", flush=True)

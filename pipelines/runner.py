@@ -79,7 +79,9 @@ def register_batches(settings: Settings, instance: dg.DagsterInstance, echo: Cal
     """Add every complete, usable landing folder not yet known as a partition; return the batches present and
     complete, in registration order."""
     home = resources_for(settings)["home"]
-    found, skipped = complete_batches(home, settings.auto["quiet_seconds"])
+    h = settings.home
+    taken = {b for b in instance.get_dynamic_partitions(batches.name) if h.accepted_path(b).is_file()}
+    found, skipped = complete_batches(home, settings.auto["quiet_seconds"], taken=taken)
     for name, why in skipped.items():
         echo(f"skipping landing/{terminal(name)}: {terminal(why)}")
     new = add_batches(instance, found, settings.home.dagster_home / ".partitions.lock")

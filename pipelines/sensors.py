@@ -47,8 +47,11 @@ def batch_problem(folder: Path) -> str | None:
     return None
 
 
-def landing_batches(landing: Path, quiet_seconds: float, now: float | None = None) -> tuple[list[str], dict[str, str]]:
-    """(complete batch folder names, sorted; {folder name not taken now: why}). Folders may vanish meanwhile."""
+def landing_batches(landing: Path, quiet_seconds: float, now: float | None = None,
+                    taken: set[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
+    """(complete batch folder names, sorted; {folder name not taken now: why}). Folders may vanish meanwhile.
+    `taken`: batches already registered and ingested: complete by then, so their files are not looked at again
+    (a tick would otherwise stat every file ever landed)."""
     if not landing.is_dir():
         raise FileNotFoundError(f"landing folder {landing} does not exist: create it and put one folder per batch of "
                                 f"images in it (or run `sslpipe demo`)")
@@ -58,6 +61,9 @@ def landing_batches(landing: Path, quiet_seconds: float, now: float | None = Non
     except FileNotFoundError:  # the landing folder itself went away meanwhile
         return [], {}
     for f in folders:
+        if f.name in taken:
+            ok.append(f.name)
+            continue
         why = batch_problem(f)
         if why is None:
             ready, state = batch_readiness(f, quiet_seconds, now)
@@ -69,15 +75,24 @@ def landing_batches(landing: Path, quiet_seconds: float, now: float | None = Non
     return ok, skipped
 
 
-def complete_batches(home: PipelineHome, quiet_seconds: float, now: float | None = None
-                     ) -> tuple[list[str], dict[str, str]]:
-    """landing_batches of the home's landing: the local folder, or (production) the prefix's landing/, listed
-    once, where a batch is complete by its `_READY` object or the quiet period over the objects' times."""
+def complete_batches(home: PipelineHome, quiet_seconds: float, now: float | None = None,
+                     taken: set[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
+    """landing_batches of the home's landing: the local folder, or (production) the prefix's landing/: its batch
+    prefixes listed once, then the objects of the batches not `taken` yet, where a batch is complete by its
+    `_READY` object or the quiet period over the objects' times."""
     store = home.store()
     if store is None:
-        return landing_batches(home.paths().landing, quiet_seconds, now)
+        return landing_batches(home.paths().landing, quiet_seconds, now, taken)
     ok, skipped = [], {}
-    for name, files in store.batches("landing"):
+    names = store.prefixes("landing")
+    fresh = [n for n in names if n not in taken]
+    listed = dict(store.batches("landing")) if len(fresh) > len(names) // 2 else \
+        {n: store.files(f"landing/{n}") for n in fresh}  # one listing, or one per new batch: the fewer requests
+    for name in names:
+        if name in taken:
+            ok.append(name)
+            continue
+        files = listed.get(name, [])
         why = batch_problem(Path(name))
         if why is None:
             ready, state = listing_readiness(files, quiet_seconds, now)
@@ -107,8 +122,9 @@ def build_landing_sensor(ingest_batch_job, ingest_eval_job, auto: dict) -> dg.Se
         h = home.paths()
         if not home.remote and not h.landing.is_dir():
             return dg.SensorResult(skip_reason=f"landing folder {h.landing} does not exist")
-        found, skipped = complete_batches(home, quiet)
         known = set(context.instance.get_dynamic_partitions(batches.name))
+        taken = {b for b in known if h.accepted_path(b).is_file()}
+        found, skipped = complete_batches(home, quiet, taken=taken)
         # new: not a partition yet, or registered (by `sslpipe run --select ...`) but never ingested. A batch whose
         # run is queued or failed is asked for again under the same run key, which Dagster never launches twice.
         new = [b for b in found if b not in known or not h.accepted_path(b).is_file()]

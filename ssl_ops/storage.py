@@ -118,6 +118,17 @@ class ObjectStore:
                 by.setdefault(head, []).append((rest, size, mtime))
         return sorted(by.items())
 
+    def prefixes(self, rel: str) -> list[str]:
+        """The names directly under rel that hold objects (one delimited listing, not every object)."""
+        base = self.key(rel)
+        try:
+            found = self.fs.ls(base, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("listing", rel, e) from e
+        return sorted(posixpath.basename(i["name"].rstrip("/")) for i in found if i.get("type") == "directory")
+
     def exists(self, rel: str) -> bool:
         try:
             return self.fs.exists(self.key(rel))

@@ -50,3 +50,30 @@ def test_training_window_keeps_its_choice_of_batches(tmp_path):
     # train.batches: in its order; a batch not registered (or not sharded) is left out
     assert list(training_window(h, known, {"batches": ["d", "zz", "a"]})) == ["d", "a"]
     assert list(training_window(h, known, {"last_batches": 2})) == ["c", "d"]
+
+
+def test_batches_already_taken_are_not_looked_at_again(tmp_path):
+    """A tick does not re-read the files of batches registered and ingested: they count as complete (they were),
+    whatever their files look like now; new ones are judged as before. Local folders and a storage prefix."""
+    import uuid
+
+    from assets.resources import PipelineHome
+    from pipelines.sensors import complete_batches
+
+    land = tmp_path / "h" / "landing"
+    for b in ("old", "new"):
+        (land / b).mkdir(parents=True)
+        (land / b / "x.jpg").write_bytes(b"1")  # just written, no _READY: still landing by the quiet period
+    home = PipelineHome(root=str(tmp_path / "h"))
+    assert complete_batches(home, 3600) == ([], {"new": complete_batches(home, 3600)[1]["new"],
+                                                 "old": complete_batches(home, 3600)[1]["old"]})
+    found, skipped = complete_batches(home, 3600, taken={"old"})
+    assert found == ["old"] and list(skipped) == ["new"]
+    remote = PipelineHome(root=str(tmp_path / "r"), remote=f"memory://t-{uuid.uuid4().hex[:8]}/p")
+    store = remote.store()
+    for b in ("old", "new"):
+        store.write_bytes(f"landing/{b}/x.jpg", b"1")
+    found, skipped = complete_batches(remote, 3600, taken={"old"})
+    assert found == ["old"] and list(skipped) == ["new"] and "still landing" in skipped["new"]
+    store.write_bytes("landing/new/_READY", b"")
+    assert complete_batches(remote, 3600, taken={"old"}) == (["new", "old"], {})

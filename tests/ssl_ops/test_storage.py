@@ -109,3 +109,11 @@ def test_the_store_pickles_without_its_connection(store):
     store.write_bytes("k", b"v")
     again = pickle.loads(pickle.dumps(store))
     assert again.read_bytes("k") == b"v" and again.uri("k") == store.uri("k")
+
+
+def test_prefixes_lists_batches_without_their_objects(store):
+    store.write_bytes("landing/b1/x.jpg", b"1")
+    store.write_bytes("landing/b2/sub/y.jpg", b"1")
+    store.write_bytes("landing/loose.txt", b"1")  # a file beside the batches is not a batch
+    assert store.prefixes("landing") == ["b1", "b2"]
+    assert store.prefixes("nothing-here") == []
