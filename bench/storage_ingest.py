@@ -10,6 +10,9 @@ s3:     the same, as production runs it (assets/resources.py PipelineHome with `
         published (index.json last).
 The landing upload (the producer's cost) is done once before the clocks. Each repeat runs local then s3 back to
 back; the ratio reported is the median of the per-repeat ratios s3/local (seconds), with the phases of s3.
+The server's own limit is measured in the same repeat: a bare GET of every landed object (boto3, one after the
+other: moto's server answers one request at a time, so concurrency gains nothing there), against which the
+pull's time is a ratio too.
 Services: those of the environment (`source .services/env`), else scripts/services starts its own for the run.
 CIFAR-10's train JPEGs come from ../shared/datasets (extracted once into bench/_data, git-ignored).
 """
@@ -83,6 +86,21 @@ def s3_pass(home, workers: int) -> dict:
             "publish_shards": t5 - t4, "total": t5 - t0, "files": res.seen}
 
 
+def raw_gets(svc, prefix: str) -> float:
+    """Seconds to GET every object of the landed batch with boto3, bodies read and dropped: the server's limit."""
+    import boto3
+
+    bucket, _, key = prefix[len("s3://"):].partition("/")
+    c = boto3.client("s3", endpoint_url=svc.s3_endpoint)
+    keys = [o["Key"] for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                             Prefix=f"{key}/landing/{BATCH}/")
+            for o in page.get("Contents", [])]
+    t = time.perf_counter()
+    for k in keys:
+        c.get_object(Bucket=bucket, Key=k)["Body"].read()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     from assets.resources import PipelineHome
     from services import Services
@@ -118,11 +136,14 @@ def main() -> None:
             rh = work / f"s3-{i}"  # an empty working copy: everything comes from the prefix
             remote = s3_pass(PipelineHome(root=str(rh), remote=prefix,
                                           storage_options={"endpoint_url": svc.s3_endpoint}), a.workers)
-            runs.append({"local": local, "s3": remote, "ratio": remote["total"] / local["total"]})
+            raw = raw_gets(svc, prefix)
+            runs.append({"local": local, "s3": remote, "ratio": remote["total"] / local["total"], "raw_get": raw,
+                         "pull_vs_raw_get": remote["pull"] / raw})
             print(f"repeat {i + 1}: local {local['total']:.1f}s, s3 {remote['total']:.1f}s "
                   f"(pull {remote['pull']:.1f}, scan {remote['scan']:.1f}, publish manifests "
                   f"{remote['publish_manifests']:.1f}, shard {remote['shard']:.1f}, publish shards "
-                  f"{remote['publish_shards']:.1f}) -> ratio {runs[-1]['ratio']:.2f}", flush=True)
+                  f"{remote['publish_shards']:.1f}) -> ratio {runs[-1]['ratio']:.2f}; bare GET of every object "
+                  f"{raw:.1f}s (pull / bare GET {remote['pull'] / raw:.2f})", flush=True)
             shutil.rmtree(lh), shutil.rmtree(rh)
         ratio = statistics.median(r["ratio"] for r in runs)
         best = min(r["s3"]["total"] for r in runs) / min(r["local"]["total"] for r in runs)
@@ -132,7 +153,9 @@ def main() -> None:
         lrate = files / statistics.median(r["local"]["total"] for r in runs)
         srate = files / statistics.median(r["s3"]["total"] for r in runs)
         print(f"ingest+shard of {files} images: local {lrate:,.0f} images/s, s3 (loopback server) {srate:,.0f} "
-              f"images/s -> s3/local time ratio {ratio:.2f} (median of {a.repeat}; best-of ratio {best:.2f})")
+              f"images/s -> s3/local time ratio {ratio:.2f} (median of {a.repeat}; best-of ratio {best:.2f}); the pull "
+              f"takes {statistics.median(r['pull_vs_raw_get'] for r in runs):.2f}x a bare GET of every object, the "
+              f"server's limit")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if own is not None:
