@@ -92,10 +92,10 @@ class TorchrunTraining(TrainLauncher):
     entry_module: str = ENTRY_MODULE
     report_every: int = 10  # steps per Pipes message
 
-    def torchrun(self, rdzv_id: str | None = None) -> Torchrun:
+    def torchrun(self, rdzv_id: str | None = None, console: bool = True) -> Torchrun:
         return Torchrun(nproc_per_node=self.nproc_per_node, nnodes=self.nnodes, rdzv_endpoint=self.rdzv_endpoint,
                         rdzv_backend=self.rdzv_backend, rdzv_id=rdzv_id, max_restarts=self.max_restarts,
-                        env=dict(self.env))
+                        env=dict(self.env), console=console)
 
     def launcher(self) -> list[str]:
         return [self.python or sys.executable, "-m", "torch.distributed.run"]
@@ -104,8 +104,10 @@ class TorchrunTraining(TrainLauncher):
                     launcher: list[str] | None = None) -> LaunchSpec:
         """The launch (argv + env) of this configuration: what train() runs, and what the Kubernetes manifest
         runs with launcher ["torchrun"]."""
-        return launch_spec(self.torchrun(rdzv_id), self.entry_module, config, index, out,
-                           launcher=self.launcher() if launcher is None else launcher)
+        # launched here, the ranks' output goes to their log files only (progress comes back through Pipes); on
+        # a cluster (a launcher given) to the pod's log too
+        return launch_spec(self.torchrun(rdzv_id, console=launcher is not None), self.entry_module, config, index,
+                           out, launcher=self.launcher() if launcher is None else launcher)
 
     def train(self, context, cfg, window, samples, out, on_step) -> TrainResult:
         out = Path(out)

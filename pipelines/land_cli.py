@@ -45,8 +45,12 @@ def land_batch(settings, src: Path, batch: str, echo=print, exist_ok: bool = Fal
                 return store.uri(f"landing/{batch}")
             raise LandError(f"{store.uri(f'landing/{batch}')} already holds objects: land new images as a new batch "
                             f"(a batch is ingested once; its partition keeps its data)")
-        n = store.publish(src, f"landing/{batch}")
-        store.write_bytes(f"landing/{batch}/{READY_MARKER}", b"")
+        # a _READY the folder already holds goes last, after every file; else one is written after them
+        n = store.publish(src, f"landing/{batch}", last=READY_MARKER)
+        if (src / READY_MARKER).is_file():
+            n -= 1
+        else:
+            store.write_bytes(f"landing/{batch}/{READY_MARKER}", b"")
         where = store.uri(f"landing/{batch}")
     else:
         dst = settings.home.landing / batch

@@ -15,7 +15,8 @@ and nothing is read here.
   runs on every node (on Kubernetes, in every replica of the job).
 - `--log-dir OUT/logs --tee 3`: each rank's stdout and stderr go to the console and to
   OUT/logs/<id>_<random>/attempt_<n>/<local rank>/{stdout,stderr}.log beside the checkpoint, where a launcher
-  reads the tail of a failed rank's stderr (torchrun itself only reports an exit code).
+  reads the tail of a failed rank's stderr (torchrun itself only reports an exit code). With console=False
+  (`--redirects 3`) to the files only: launched from Dagster, progress reaches the console through Pipes.
 - `--max-restarts` (default 0): torchrun's own restarts of failed workers. Restarts are better left to the
   orchestrator, which relaunches on the same --out and so resumes from the checkpoint.
 """
@@ -47,6 +48,7 @@ class Torchrun:
     rdzv_id: str | None = None  # the job's id, the same on every node (e.g. the run key)
     max_restarts: int = 0
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment of every rank
+    console: bool = True  # ranks' output to the console too (--tee; a pod's log), or to the log files only
 
     def validate(self) -> None:
         if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
@@ -95,6 +97,7 @@ def launch_spec(run: Torchrun, module: str, config: str, index: Sequence[str], o
             argv += ["--rdzv-id", run.rdzv_id]
     else:
         argv += ["--standalone"]
-    argv += ["--max-restarts", str(run.max_restarts), "--log-dir", f"{out}/{LOG_DIR}", "--tee", "3",
+    argv += ["--max-restarts", str(run.max_restarts), "--log-dir", f"{out}/{LOG_DIR}",
+             "--tee" if run.console else "--redirects", "3",
              "-m", module, *train_args(config, index, out, print_every)]
     return LaunchSpec(argv=argv, env={"PYTHONUNBUFFERED": "1", **dict(run.env)})

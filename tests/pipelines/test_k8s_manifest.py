@@ -66,7 +66,11 @@ def test_the_job_runs_the_local_launchers_command_with_a_gpu_per_rank_and_secret
     config = "/etc/sslpipe/train.json"
     expected = local.launch_spec(config, index, out, rdzv_id=job["metadata"]["name"], launcher=["torchrun"])
     here = local.launch_spec(config, index, out, rdzv_id=job["metadata"]["name"])  # what train() would run
-    assert here.argv[:3] == [local.launcher()[0], "-m", "torch.distributed.run"] and here.argv[3:] == expected.argv[1:]
+    # the same command but for where the ranks' output goes: the pod's log too (--tee), or the files only here,
+    # where progress comes back through Pipes (--redirects)
+    assert here.argv[:3] == [local.launcher()[0], "-m", "torch.distributed.run"]
+    assert here.argv[3:] == [("--redirects" if a == "--tee" else a) for a in expected.argv[1:]]
+    assert "--tee" in expected.argv
     for role in ("Master", "Worker"):
         (c,) = specs[role]["template"]["spec"]["containers"]
         assert c["name"] == "pytorch" and c["image"] == option(args, "--image")[0]
