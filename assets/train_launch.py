@@ -120,6 +120,9 @@ class TorchrunTraining(TrainLauncher):
             raise TrainingError(f"the trainer resource: {e}") from None
         env = {**spec.env, "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        if "OMP_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in env:
+            # the cores shared among this node's ranks (torchrun's own default is 1 thread, with a banner)
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.nproc_per_node))
         context.log.info(f"ssl_encoder: launching {self.nnodes} node(s) x {self.nproc_per_node} process(es)"
                          f"{' (this is node 0; run the same command on the others)' if self.nnodes > 1 else ''}: "
                          f"{shlex.join(spec.argv)}")
