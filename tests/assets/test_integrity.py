@@ -38,13 +38,8 @@ def ingested(tmp_path_factory):
             write(home / "eval" / c / f"e{i}.jpg", jpeg_bytes(base + i, size=(40, 32)))
     cfg = root / "cfg.yaml"
     cfg.write_text(CONFIG.format(steps=4))
-    saved = dict(os.environ)
-    try:
-        assert main(["run", "--home", str(home), "--config", str(cfg), "--select",
-                     "eval_images,raw_images,validated_images,bias_report,image_shards,eval_leakage"]) == 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    assert main(["run", "--home", str(home), "--config", str(cfg), "--select",
+                 "eval_images,raw_images,validated_images,bias_report,image_shards,eval_leakage"]) == 0
     return home
 
 

@@ -52,12 +52,7 @@ def rounds(tmp_path_factory):
     Round 3: a 1-step encoder on the same three batches with a human-approval config: registered, fails the gate
     against the champion: stays challenger, never the candidate; a reviewer cannot approve it without --force.
     Round 4: round 3 again: nothing new registered."""
-    saved = dict(os.environ)  # module-scoped: the autouse restore_environ fixture does not cover it
-    try:
-        yield _rounds(tmp_path_factory)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    yield _rounds(tmp_path_factory)
 
 
 def _rounds(tmp_path_factory) -> dict:

@@ -30,14 +30,9 @@ INGEST = "raw_images,validated_images,bias_report,image_shards,eval_images,eval_
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
     """The demo's three batches ingested, sharded and checked for leakage (no training yet)."""
-    saved = dict(os.environ)  # run_pipeline exports its settings
-    try:
-        home = tmp_path_factory.mktemp("torchrun") / "home"
-        write_demo(Home.resolve(home).ensure())
-        assert main(["run", "--home", str(home), "--select", INGEST]) == 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    home = tmp_path_factory.mktemp("torchrun") / "home"
+    write_demo(Home.resolve(home).ensure())
+    assert main(["run", "--home", str(home), "--select", INGEST]) == 0
     return home
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -63,12 +62,7 @@ def succeeded(instance, job: str, **tags) -> list:
 
 @pytest.fixture(scope="module")
 def operated(tmp_path_factory):
-    saved = dict(os.environ)  # module-scoped: the autouse restore_environ fixture does not cover it
-    try:
-        yield _operate(tmp_path_factory.mktemp("daemon"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    yield _operate(tmp_path_factory.mktemp("daemon"))
 
 
 def _operate(tmp: Path) -> dict:

@@ -39,27 +39,22 @@ def built(tmp_path_factory):
     """Two demo batches plus: a copy of a demo-001 image in demo-002 (quarantined duplicate), a copy of an eval
     image in demo-001 (accepted, left out of the shards), a new image with a hostile name; then `sslpipe run`:
     ingest, shards, 3 training steps, probes, registration as ssl-encoder version 1 (the gate fails)."""
-    saved = dict(os.environ)  # module-scoped: the autouse restore_environ fixture does not cover it
-    try:
-        tmp = tmp_path_factory.mktemp("lineage")
-        home = tmp / "home"
-        h = Home.resolve(home).ensure()
-        write_demo(h, batches=2)
-        b1 = h.landing / "demo-001"
-        first = sorted(b1.glob("digit_*.png"))[0]
-        shutil.copy(first, h.landing / "demo-002" / "dup.png")
-        eval_image = sorted((h.eval_dir / "images").glob("*.png"))[0]
-        shutil.copy(eval_image, b1 / "evalcopy.png")
-        rng = np.random.default_rng(1)
-        Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(b1 / HOSTILE)
-        cfg = tmp / "tiny.yaml"
-        cfg.write_text(json.dumps({"train": TINY}))
-        code = main(["run", "--home", str(home), "--config", str(cfg)])
-        yield {"home": home, "h": h, "code": code, "first": first, "eval_image": eval_image, "tmp": tmp,
-               "client": MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    tmp = tmp_path_factory.mktemp("lineage")
+    home = tmp / "home"
+    h = Home.resolve(home).ensure()
+    write_demo(h, batches=2)
+    b1 = h.landing / "demo-001"
+    first = sorted(b1.glob("digit_*.png"))[0]
+    shutil.copy(first, h.landing / "demo-002" / "dup.png")
+    eval_image = sorted((h.eval_dir / "images").glob("*.png"))[0]
+    shutil.copy(eval_image, b1 / "evalcopy.png")
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(b1 / HOSTILE)
+    cfg = tmp / "tiny.yaml"
+    cfg.write_text(json.dumps({"train": TINY}))
+    code = main(["run", "--home", str(home), "--config", str(cfg)])
+    yield {"home": home, "h": h, "code": code, "first": first, "eval_image": eval_image, "tmp": tmp,
+           "client": MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")}
 
 
 def lineage(capsys, *args) -> tuple[int, str, str]:

@@ -86,31 +86,26 @@ def tables():
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, tables):
-    saved = dict(os.environ)
-    try:
-        home = tmp_path_factory.mktemp("review") / "home"
-        (home / "mlflow").mkdir(parents=True)
-        t = tracking(home)
-        reg = Registry(t)
-        exp = t.experiment_id(reg.client)
-        good, champ, base = tables["good"], tables["champ"], tables["base"]
-        ok = [("leakage", True, "no eval image in the shards"), ("collapse", True, "embedding std 0.800 >= 0.1")]
-        v1 = register(reg, exp, probe_report(champ, base, base), ["b1", "b2"],
-                      gate_tag(True, "baselines", ok + [("baselines", True, "linear beats raw pixels and random init")]), 1)
-        reg.approve(v1, "alice", "the first champion: beats both baselines")
-        register(reg, exp, probe_report(base, base, base, champion=champ, champion_version="1"), ["b1", "b2"],
-                 gate_tag(False, "champion", ok + [("primary_metric", False, "linear 0.55 vs champion 0.97: "
-                                                                             "wholly below -0.01")]), 2)
-        register(reg, exp, probe_report(good, base, base, champion=champ, champion_version="1"),
-                 ["b1", "b2", HOSTILE_BATCH],
-                 gate_tag(True, "champion", ok + [("primary_metric", True, f"detail naming {SCRIPT}")]), 3)
-        rep = home / "reports" / HOSTILE_BATCH
-        rep.mkdir(parents=True)
-        (rep / "bias.json").write_text(json.dumps(bias_json(HOSTILE_BATCH)))
-        yield home
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    home = tmp_path_factory.mktemp("review") / "home"
+    (home / "mlflow").mkdir(parents=True)
+    t = tracking(home)
+    reg = Registry(t)
+    exp = t.experiment_id(reg.client)
+    good, champ, base = tables["good"], tables["champ"], tables["base"]
+    ok = [("leakage", True, "no eval image in the shards"), ("collapse", True, "embedding std 0.800 >= 0.1")]
+    v1 = register(reg, exp, probe_report(champ, base, base), ["b1", "b2"],
+                  gate_tag(True, "baselines", ok + [("baselines", True, "linear beats raw pixels and random init")]), 1)
+    reg.approve(v1, "alice", "the first champion: beats both baselines")
+    register(reg, exp, probe_report(base, base, base, champion=champ, champion_version="1"), ["b1", "b2"],
+             gate_tag(False, "champion", ok + [("primary_metric", False, "linear 0.55 vs champion 0.97: "
+                                                                         "wholly below -0.01")]), 2)
+    register(reg, exp, probe_report(good, base, base, champion=champ, champion_version="1"),
+             ["b1", "b2", HOSTILE_BATCH],
+             gate_tag(True, "champion", ok + [("primary_metric", True, f"detail naming {SCRIPT}")]), 3)
+    rep = home / "reports" / HOSTILE_BATCH
+    rep.mkdir(parents=True)
+    (rep / "bias.json").write_text(json.dumps(bias_json(HOSTILE_BATCH)))
+    yield home
 
 
 @pytest.fixture
