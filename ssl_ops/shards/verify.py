@@ -187,6 +187,57 @@ def verify_batch(shard_dir: Path, batch: str | None = None, full: bool = False, 
     return rep
 
 
+def verify_batch_url(index_url: str) -> BatchCheck:
+    """verify_batch for an index at an fsspec URL (s3://bucket/prefix/shards/b7/index.json: a consumer that reads
+    the published copy, such as a training pod): the index's consistency, then each shard's size (one listing)
+    and sha256 streamed from the store, without a local copy. Never raises for damage; an unreachable store
+    is an OSError."""
+    import fsspec
+
+    fs, index_path = fsspec.core.url_to_fs(index_url)
+    base = index_url.rsplit("/", 1)[0]
+    rep = BatchCheck(batch=base.rsplit("/", 1)[-1], index_path=index_url)
+    try:
+        d = json.loads(fs.cat_file(index_path))
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        rep.problems.append(Problem("index", index_url, "missing"))
+        return rep
+    except ValueError as e:
+        rep.problems.append(Problem("index", index_url, f"unreadable ({e})"))
+        return rep
+    if isinstance(d.get("batch"), str):
+        rep.batch = d["batch"]
+    rep.config = d.get("config") if isinstance(d.get("config"), dict) else None
+    for what in index_problems(d):
+        rep.problems.append(Problem("index", index_url, what))
+    if any(p.what.startswith(("index.json lacks", "shard entry")) for p in rep.problems):
+        return rep
+    rep.samples, rep.digest = d["samples"], d["digest"]
+    dir_path = index_path.rsplit("/", 1)[0]
+    sizes = {info["name"].rsplit("/", 1)[-1]: int(info.get("size") or 0)
+             for info in fs.ls(dir_path, detail=True, refresh=True) if info.get("type") != "directory"}
+    for s in d["shards"]:
+        url = f"{base}/{s['name']}"
+        rep.shards.append({**s, "path": url})
+        if s["name"] not in sizes:
+            rep.problems.append(Problem("shard", url, "missing"))
+        elif sizes[s["name"]] != s["bytes"]:
+            rep.problems.append(Problem("shard", url, f"{sizes[s['name']]} bytes, the index says {s['bytes']} "
+                                                      f"(truncated or overwritten)"))
+        else:
+            h = hashlib.sha256()
+            with fs.open(f"{dir_path}/{s['name']}", "rb", block_size=1 << 22) as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+            sha = rep.shards[-1]["sha256"] = h.hexdigest()
+            if sha != s["sha256"]:
+                rep.problems.append(Problem("shard", url, f"sha256 {sha[:12]}... differs from the index's "
+                                                          f"{s['sha256'][:12]}... (damaged)"))
+    return rep
+
+
 def read_shard(path: Path, expected: int | None = None) -> tuple[set[str], list[Problem]]:
     """Read every member of one shard back. -> (sample ids, problems)."""
     from PIL import Image
@@ -252,8 +303,10 @@ def read_shard(path: Path, expected: int | None = None) -> tuple[set[str], list[
 
 def require_intact(index_paths: list[Path | str], full: bool = False, home: Path | None = None) -> list[BatchCheck]:
     """Verify every index and shard (size and sha256; full: every member too); raise ShardDamaged naming each
-    damaged shard and the command that rebuilds its batch. -> the passing BatchChecks, in order."""
-    checks = [verify_batch(Path(p).parent, full=full, home=home) for p in index_paths]
+    damaged shard and the command that rebuilds its batch. -> the passing BatchChecks, in order. An index at
+    an fsspec URL (s3://...) is checked where it is (verify_batch_url: size and sha256, streamed)."""
+    checks = [verify_batch_url(str(p)) if "://" in str(p) else verify_batch(Path(p).parent, full=full, home=home)
+              for p in index_paths]
     damaged = [c for c in checks if not c.ok]
     if damaged:
         raise ShardDamaged("damaged shard data, not used: " + " | ".join(c.describe() for c in damaged))

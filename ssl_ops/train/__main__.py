@@ -53,14 +53,15 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
         missing = [p for p in a.index if "://" not in p and not Path(p).is_file()]
         if missing:
             raise ConfigError(f"no shard index at {', '.join(missing)}")
-        local = [p for p in a.index if "://" not in p]
         entries = shard_entries(a.index)
         samples = sum(_samples(p) for p in a.index)
     except (OSError, ValueError, yaml.YAMLError) as e:
         return _fail(e, 2, on_error)
     try:
-        require_intact(local)  # fsspec URLs: counted while reading (no local sha256 pass)
+        require_intact(a.index)  # local paths and fsspec URLs (s3://...: sizes and sha256 streamed from the store)
     except ShardDamaged as e:
+        return _fail(e, 1, on_error)
+    except OSError as e:  # the store holding the shards could not be read
         return _fail(e, 1, on_error)
     import torch
 
