@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
 
 
 def _fail(e: Exception, status: int, on_error) -> int:
-    print(f"error: {e}", file=sys.stderr, flush=True)
+    from ssl_ops.escape import terminal
+
+    print(f"error: {terminal(str(e))}", file=sys.stderr, flush=True)  # paths hold batch names: data
     if on_error is not None:
         on_error(str(e), status)
     return status

@@ -237,3 +237,15 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, monkeypatc
     with pytest.raises(OSError, match="No space left"):
         ck.save_atomic({"step": 1}, tmp_path / "checkpoint.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_cli_shows_a_hostile_path_in_an_error_escaped(tmp_path, capsys):
+    """Shard paths and URLs hold batch names (from the data): an ESC in one is shown, not obeyed."""
+    from ssl_ops.train.__main__ import main as train_main
+
+    cfg = tmp_path / "train.json"
+    cfg.write_text('{"method": "simclr", "steps": 1}')
+    hostile = tmp_path / "b\x1b[31mred" / "index.json"
+    assert train_main(["--config", str(cfg), "--index", str(hostile), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no shard index at" in err and "\x1b" not in err
