@@ -32,7 +32,8 @@ def build_assets(contract: Contract, eval_contract: Contract, shard_defaults: di
     probe_defaults: ssl_ops.probes.report.ProbeConfig keys; gate_defaults: ssl_ops.review.GateConfig keys."""
     return [build_raw_images(contract), build_validated_images(contract), build_bias_report(contract),
             build_image_shards(eval_contract, shard_defaults, links=contract.links), build_eval_images(eval_contract),
-            build_eval_leakage(eval_contract), build_ssl_encoder(train_defaults), build_probe_report(probe_defaults),
+            build_eval_leakage(eval_contract), build_ssl_encoder(train_defaults, contract.images.orientation_sensitive,
+                                                              probe_defaults), build_probe_report(probe_defaults),
             build_registered_model(gate_defaults, approval)]
 
 

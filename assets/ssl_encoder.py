@@ -18,6 +18,12 @@ changed in the launchpad.
   processes never log into one MLflow run. The same key is not trained twice (the asset reuses the
   encoder), and a run that died is resumed from its checkpoint in models/<key>/, logging into the same
   MLflow run.
+- The recipe fits the data (ssl_ops.train.recipe.fit): the "auto" keys of the train config (image_size from
+  the window's accepted images' sizes, width from the device, no flips where the contract says the images are
+  orientation-sensitive) are settled here, logged, and part of the run key; a budget (train.budget_minutes,
+  the default) fixes the step count while training.
+- A kNN probe in step with training (ssl_ops.train.monitor) on held-out probe-train rows of the eval set
+  (never the probe report's test rows): a curve in MLflow (`probe_knn20`) and what `keep: best` picks by.
 - Where it trains: the `trainer` resource (assets.train_launch): InProcessTraining (this process) or
   TorchrunTraining (a torchrun DDP job through Dagster Pipes). Only the training itself goes through it; the
   key, the lock, reuse, result.json and MLflow stay here. A launched job that was killed is retried (and
@@ -37,15 +43,18 @@ from assets.gates import blocking_failures
 from assets.mlflow_tracking import MlflowTracking
 from assets.partitions import batches as batches_partitions
 from assets.policies import TRAIN_RETRY, failure
-from assets.records import LeakageDecision, TrainedEncoder
+from assets.records import EvalSet, LeakageDecision, TrainedEncoder
 from assets.resources import PipelineHome
 from assets.train_launch import TrainingCrashed, TrainingKilled, TrainLauncher
+from ssl_ops.home import EVAL_BATCH
 from ssl_ops.locks import file_lock
+from ssl_ops.manifest import read_manifest
 from ssl_ops.shards.verify import ShardDamaged, rebuild_command, verify_batch
 from ssl_ops.shards.verify_home import gates_passed
 from ssl_ops.train import ConfigError, TrainConfig, TrainingError
+from ssl_ops.train.recipe import fit
 
-CODE_VERSION = "2"  # 2: shards verified before training; the key holds each shard's sha256
+CODE_VERSION = "3"  # 2: shards verified before training; the key holds each shard's sha256. 3: fitted recipes
 TRAIN_POOL = "sslpipe_train"  # one training at a time across runs (limit 1: the instance's dagster.yaml)
 
 
@@ -141,15 +150,75 @@ def require_leakage_decision(decision: LeakageDecision, window: list[dict], log)
         log.warning(f"ssl_encoder: the leakage decision failed (a warning in the contract): {decision.summary}")
 
 
-def run_key(cfg: TrainConfig, window: list[dict]) -> str:
-    """The training's identity: code version, train config and, per batch, its index digest and every shard's
-    (name, samples, sha256) as verified on disk (window entries from verify_window)."""
+def run_key(cfg: TrainConfig, window: list[dict], eval_digest: str | None = None) -> str:
+    """The training's identity: code version, the fitted train config and, per batch, its index digest and every
+    shard's (name, samples, sha256) as verified on disk (window entries from verify_window); with keep: best
+    also the eval set's digest (the training probe picks the encoder)."""
     payload = {"code": CODE_VERSION, "train": cfg.to_dict(),
                "data": [(w["batch"], w["digest"], w["shards"]) for w in window]}
+    if cfg.keep == "best":
+        payload["eval"] = eval_digest
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition:
+def short_sides(h, window: list[dict]) -> list[int]:
+    """The short side (px) of every accepted image of the window's batches (their manifests)."""
+    sides = []
+    for w in window:
+        t = read_manifest(h.accepted_path(w["batch"]), columns=["width", "height"])
+        sides += [min(a, b) for a, b in zip(t.column("width").to_pylist(), t.column("height").to_pylist())]
+    return sides
+
+
+def fit_recipe(h, cfg: TrainConfig, window: list[dict], orientation_sensitive: bool, log) -> TrainConfig:
+    """The auto keys settled from the window's images and the device, each choice logged."""
+    try:
+        fitted, notes = fit(cfg, short_sides(h, window) if cfg.image_size is None else None,
+                            orientation_sensitive=orientation_sensitive)
+    except (ConfigError, ValueError) as e:
+        raise failure(f"ssl_encoder: {e}") from None
+    for n in notes:
+        log.info(f"ssl_encoder: recipe: {n}")
+    return fitted
+
+
+def write_monitor(h, cfg: TrainConfig, out: Path, probe: dict, log) -> Path | None:
+    """models/<key>/monitor.npz: the eval set's probe-train rows (the probe report's split), decoded at the
+    encoder's size, split into a bank and held-out queries (ssl_ops.train.monitor). None: no probing."""
+    import numpy as np
+
+    from ssl_ops.probes.evalset import load_eval_arrays
+    from ssl_ops.probes.report import ProbeConfig
+    from ssl_ops.probes.split import probe_split
+    from ssl_ops.train.monitor import monitor_arrays
+
+    if cfg.probe_every == 0:
+        return None
+    path = out / "monitor.npz"
+    if path.is_file():
+        return path
+    pcfg = ProbeConfig(**{k: v for k, v in (probe or {}).items() if k in ProbeConfig.__dataclass_fields__})
+    data = load_eval_arrays(read_manifest(h.accepted_path(EVAL_BATCH)), h.eval_dir, cfg.image_size)
+    train_idx, _ = probe_split(data.labels, pcfg.test_fraction, pcfg.seed)
+    try:
+        arrays = monitor_arrays(data.images, data.labels, train_idx, seed=pcfg.seed)
+    except ValueError as e:
+        log.warning(f"ssl_encoder: no probe while training: {e}")
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "monitor.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    log.info(f"ssl_encoder: probing while training on {len(arrays['query'])} held-out of the eval set's "
+             f"{len(train_idx)} probe-train images (kNN k=20 against the other {len(arrays['bank'])}); the probe "
+             f"report's test rows are not used")
+    return path
+
+
+def build_ssl_encoder(train_defaults: dict | None = None, orientation_sensitive: bool = False,
+                      probe_defaults: dict | None = None) -> dg.AssetsDefinition:
+    """orientation_sensitive: the training contract's images.orientation_sensitive (no flips when true);
+    probe_defaults: the probe section (the training probe uses the probe report's split)."""
     TrainRunConfig = train_run_config(train_defaults)
 
     @dg.asset(group_name="training", code_version=CODE_VERSION, kinds={"pytorch", "mlflow"},
@@ -160,8 +229,8 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
                           "per-step metrics and artifacts to MLflow; resumes from its checkpoint; does not retrain "
                           "on unchanged data and config.")
     def ssl_encoder(context: dg.AssetExecutionContext, config: TrainRunConfig, home: PipelineHome,
-                    mlflow: MlflowTracking, trainer: TrainLauncher,
-                    eval_leakage: LeakageDecision) -> dg.MaterializeResult[TrainedEncoder]:
+                    mlflow: MlflowTracking, trainer: TrainLauncher, eval_leakage: LeakageDecision,
+                    eval_images: EvalSet) -> dg.MaterializeResult[TrainedEncoder]:
         h = home.paths()
         try:
             cfg = config.to_library()
@@ -179,19 +248,21 @@ def build_ssl_encoder(train_defaults: dict | None = None) -> dg.AssetsDefinition
         except ShardDamaged as e:
             raise failure(f"ssl_encoder: {e}") from None
         require_leakage_decision(eval_leakage, window, context.log)
-        key = run_key(cfg, window)
+        cfg = fit_recipe(h, cfg, window, orientation_sensitive, context.log)
+        key = run_key(cfg, window, eval_images.digest)
         out = h.model_dir(key)
         # one training per key: a second process waits here, then finds result.json and reuses the encoder
         with file_lock(out / ".lock", what=f"training run {key}",
                        on_wait=lambda msg: context.log.info(f"ssl_encoder: {msg}; then its encoder is reused "
                                                             f"(or, if it failed, training resumes here)")):
-            return _train_or_reuse(context, cfg, window, key, out, mlflow, trainer)
+            return _train_or_reuse(context, cfg, window, key, out, mlflow, trainer,
+                                   lambda: write_monitor(h, cfg, out, probe_defaults, context.log))
 
     return ssl_encoder
 
 
 def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out: Path,
-                    mlflow: MlflowTracking, trainer: TrainLauncher) -> dg.MaterializeResult:
+                    mlflow: MlflowTracking, trainer: TrainLauncher, monitor=lambda: None) -> dg.MaterializeResult:
     """Call with the lock on models/<key>/ held."""
     samples = sum(w["samples"] for w in window)
     result_path = out / "result.json"
@@ -216,7 +287,7 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
         context.log.info(f"ssl_encoder: resuming from the checkpoint in {out} (MLflow run {run.run_id})")
         run.set_tags({"dagster.run_id": context.run_id})  # the run now writing into it (see runner.end_mlflow_runs)
     try:
-        result = _train_and_log(context, cfg, window, samples, out, run, trainer)
+        result = _train_and_log(context, cfg, window, samples, out, run, trainer, monitor())
     except (TrainingError, ShardDamaged) as e:
         run.finish("FAILED")
         raise failure(f"ssl_encoder: {e}") from None
@@ -239,35 +310,53 @@ def _train_or_reuse(context, cfg: TrainConfig, window: list[dict], key: str, out
 
 
 def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, out: Path, run,
-                   trainer: TrainLauncher) -> dict:
+                   trainer: TrainLauncher, monitor: Path | None = None) -> dict:
     """Train (or resume), logging each step to the MLflow run; then the summary, any steps a killed attempt
     did not get to flush, and the artifacts. -> the result (TrainResult + MLflow ids)."""
     total = cfg.total_steps(samples)
     names = [w["batch"] for w in window]
-    context.log.info(f"ssl_encoder: {cfg.method} / {cfg.backbone} on {samples} images of {len(window)} batch(es) "
-                     f"({', '.join(names)}), {total} steps of {cfg.batch_size}; MLflow run {run.run_id}")
-    every = max(1, total // 10)
+    length = (f"{total} steps" if total is not None else
+              f"{cfg.budget_minutes:g} minutes (the step count is measured in the first steps)")
+    context.log.info(f"ssl_encoder: {cfg.method} / {cfg.backbone} at {cfg.image_size} px on {samples} images of "
+                     f"{len(window)} batch(es) ({', '.join(names)}), {length} of {cfg.batch_size}; MLflow run "
+                     f"{run.run_id}")
+    every = max(1, (total or 100) // 10)
 
     def on_step(step: int, metrics: dict) -> None:
         run.log_metrics(metrics, step)
-        if step % every == 0 or step == total - 1:
-            context.log.info(f"ssl_encoder: step {step + 1}/{total} loss {metrics['loss']:.4f} "
+        if "probe_knn20" in metrics:
+            context.log.info(f"ssl_encoder: probe after {step} steps: kNN k=20 {metrics['probe_knn20']:.4f} on "
+                             f"held-out probe-train images")
+        elif step % every == 0 or (total is not None and step == total - 1):
+            context.log.info(f"ssl_encoder: step {step + 1}/{total or '?'} loss {metrics['loss']:.4f} "
                              f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s")
 
-    res = trainer.train(context, cfg, window, samples, out, on_step)
+    res = trainer.train(context, cfg, window, samples, out, on_step, monitor=monitor)
     run.flush()
     if res.resumed_from is not None:  # steps logged to the file before the kill but never flushed to MLflow
         logged = run.logged_steps("loss")
         for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()):
             if row["step"] not in logged:
                 run.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+        logged = run.logged_steps("probe_knn20")
+        for step, acc in res.probe_curve:
+            if step not in logged:
+                run.log_metrics({"probe_knn20": acc}, step)
+    if res.probe_curve:
+        best = max(res.probe_curve, key=lambda p: (p[1], p[0]))
+        kept = (f"the best, after {res.kept_step} steps" if res.kept_step is not None
+                else "the last" + (" (keep: best; the last was the best)" if cfg.keep == "best" else ""))
+        context.log.info(f"ssl_encoder: training probe (kNN k=20, held-out probe-train images): "
+                         f"{res.probe_curve[0][1]:.4f} at step 0, {res.probe_curve[-1][1]:.4f} after {res.steps} "
+                         f"steps, best {best[1]:.4f} after {best[0]}; the encoder kept is {kept}")
     result = {**res.to_dict(), "mlflow_run_id": run.run_id, "mlflow_experiment_id": run.experiment_id,
               "mlflow_url": run.url, "verified_shards": {w["batch"]: w["shards"] for w in window}}
     run.log_metrics({"final_loss": res.final_loss, "images_per_s_mean": res.images_per_s,
                      "views_per_s_mean": res.views_per_s, "data_wait_share_mean": res.data_wait_share,
                      **{f"final_{k}": v for k, v in res.health.items()}}, step=res.steps)
-    for name in ("encoder.pt", "config.json", "metrics.jsonl"):
-        run.log_artifact(out / name, "encoder" if name == "encoder.pt" else "training")
+    for name in ("encoder.pt", "config.json", "metrics.jsonl", "probes.jsonl"):
+        if (out / name).is_file():
+            run.log_artifact(out / name, "encoder" if name == "encoder.pt" else "training")
     run.log_dict(result, "training/result.json")
     run.finish()
     return result
@@ -289,6 +378,13 @@ def _materialization(key, result, window, cfg, out, mlflow, reused) -> dg.Materi
             "samples": sum(w["samples"] for w in window),
             "method": cfg.method, "backbone": cfg.backbone, "image_size": cfg.image_size,
             "steps": result["steps"], "images_seen": result["images_seen"],
+            "budget_minutes": cfg.budget_minutes if cfg.budget_minutes is not None else 0.0,
+            "width": cfg.width, "hflip": bool(cfg.method_options.get("hflip", True)), "keep": cfg.keep,
+            "kept_step": result.get("kept_step") if result.get("kept_step") is not None else -1,
+            **({"probe_knn20_curve": dg.MetadataValue.md(
+                "| steps | kNN k=20 (held-out probe-train) |\n|---|---|\n" +
+                "".join(f"| {s} | {a:.4f} |\n" for s, a in result["probe_curve"])),
+                "probe_knn20_last": round(result["probe_curve"][-1][1], 4)} if result.get("probe_curve") else {}),
             "images_per_s": round(result["images_per_s"], 1), "views_per_s": round(result["views_per_s"], 1),
             "data_wait_share": round(result["data_wait_share"], 4), "final_loss": round(result["final_loss"], 5),
             **{k: round(v, 4) for k, v in result["health"].items()},

@@ -63,9 +63,10 @@ class TrainLauncher(dg.ConfigurableResource):
     """How ssl_encoder trains (resource key `trainer`)."""
 
     def train(self, context: dg.AssetExecutionContext, cfg: TrainConfig, window: list[dict], samples: int,
-              out: Path, on_step: OnStep) -> TrainResult:
+              out: Path, on_step: OnStep, monitor: Path | None = None) -> TrainResult:
         """Train (or resume) into `out` on the shards of `window` (entries with `index`: an index.json);
-        on_step(step, metrics) for each logged step of rank 0. Raises TrainingError (or ShardDamaged) when
+        on_step(step, metrics) for each logged step of rank 0 (and {"probe_knn20": ...} for each probe of the
+        training monitor, a .npz of ssl_ops.train.monitor, when given). Raises TrainingError (or ShardDamaged) when
         training stopped for a reason that a retry cannot change."""
         raise NotImplementedError
 
@@ -73,10 +74,13 @@ class TrainLauncher(dg.ConfigurableResource):
 class InProcessTraining(TrainLauncher):
     """Train in the asset's process: one process, the GPU when present."""
 
-    def train(self, context, cfg, window, samples, out, on_step) -> TrainResult:
+    def train(self, context, cfg, window, samples, out, on_step, monitor=None) -> TrainResult:
+        from ssl_ops.train.monitor import KnnMonitor
+
         entries = shard_entries([Path(w["index"]) for w in window])
         return train(cfg, ShardSource([u for u, _ in entries], cfg.image_size, cfg.batch_size, cfg.workers, cfg.seed,
-                                      expected=dict(entries)), out, num_samples=samples, callback=on_step)
+                                      expected=dict(entries)), out, num_samples=samples, callback=on_step,
+                     monitor=KnnMonitor.load(monitor) if monitor else None)
 
 
 class TorchrunTraining(TrainLauncher):
@@ -101,21 +105,22 @@ class TorchrunTraining(TrainLauncher):
         return [self.python or sys.executable, "-m", "torch.distributed.run"]
 
     def launch_spec(self, config: str, index: list[str], out: str, rdzv_id: str | None = None,
-                    launcher: list[str] | None = None) -> LaunchSpec:
+                    launcher: list[str] | None = None, monitor: str | None = None) -> LaunchSpec:
         """The launch (argv + env) of this configuration: what train() runs, and what the Kubernetes manifest
         runs with launcher ["torchrun"]."""
         # launched here, the ranks' output goes to their log files only (progress comes back through Pipes); on
         # a cluster (a launcher given) to the pod's log too
         return launch_spec(self.torchrun(rdzv_id, console=launcher is not None), self.entry_module, config, index,
-                           out, launcher=self.launcher() if launcher is None else launcher)
+                           out, launcher=self.launcher() if launcher is None else launcher, monitor=monitor)
 
-    def train(self, context, cfg, window, samples, out, on_step) -> TrainResult:
+    def train(self, context, cfg, window, samples, out, on_step, monitor=None) -> TrainResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         config = out / "train.json"  # the config as the launched CLI reads it
         config.write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True))
         try:
-            spec = self.launch_spec(str(config), [str(w["index"]) for w in window], str(out), rdzv_id=out.name)
+            spec = self.launch_spec(str(config), [str(w["index"]) for w in window], str(out), rdzv_id=out.name,
+                                    monitor=str(monitor) if monitor else None)
         except LaunchError as e:
             raise TrainingError(f"the trainer resource: {e}") from None
         env = {**spec.env, "PYTHONPATH": os.pathsep.join(

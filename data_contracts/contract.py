@@ -34,6 +34,7 @@ class ImageRules:
     max_side: int  # px
     max_pixels: int  # width*height
     max_bytes: int  # per file
+    orientation_sensitive: bool = False  # a mirrored image means something else (digits, text): no flips in training
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,12 @@ def load_contract(name_or_path: str | Path) -> Contract:
         if typ not in ARROW_TYPES:
             raise ContractError(f"{w}: manifest.{col}: type {typ!r} not one of {ARROW_TYPES}")
     im = _get(d, "images", dict, w)
-    _only(im, {"formats", "modes", "min_side", "max_side", "max_pixels", "max_bytes"}, f"{w}: images")
+    _only(im, {"formats", "modes", "min_side", "max_side", "max_pixels", "max_bytes", "orientation_sensitive"},
+          f"{w}: images")
     images = ImageRules(tuple(_get(im, "formats", list, w)), tuple(str(m) for m in _get(im, "modes", list, w)),
                         _get(im, "min_side", int, f"{w}: images"), _get(im, "max_side", int, f"{w}: images"),
-                        _get(im, "max_pixels", int, f"{w}: images"), _get(im, "max_bytes", int, f"{w}: images"))
+                        _get(im, "max_pixels", int, f"{w}: images"), _get(im, "max_bytes", int, f"{w}: images"),
+                        _get(im, "orientation_sensitive", bool, f"{w}: images", False))
     for key in ("formats", "modes"):
         if not getattr(images, key):
             raise ContractError(f"{w}: images.{key} is empty: list at least one (e.g. formats: [JPEG, PNG], "

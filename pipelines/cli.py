@@ -235,6 +235,9 @@ def _main(argv: list[str] | None = None) -> int:
                       f"({w['moved_to_train']} near-copies of training images kept out of eval)")
             if a.config is None:
                 s = s.with_config_file(_demo_config(s.home.root))
+            from ssl_ops.demo_data import DEMO_TRAIN
+
+            s = s.with_train_recipe(DEMO_TRAIN)  # the digits' recipe, under any train section of the config
             approval = (s.registry or {}).get("approval", "human")
             print(f"approval: {approval}" + (" (the demo's config, so that the gate's pass makes the champion at "
                                              "once; `sslpipe run` waits for a reviewer: sslpipe review / approve)"

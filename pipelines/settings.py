@@ -47,18 +47,12 @@ APPROVAL_MODES = ("human", "auto")
 DEFAULT_APPROVAL = "human"
 REGISTRY_KEYS = ("model_name", "approval")  # the registry section's keys that are not GateConfig fields
 WINDOW_KEYS = ("batches", "last_batches")  # in the train section: which batches ssl_encoder trains on
-# The pipeline's default training: the demo's. The digits are 8x8 scans, so 16 px loses nothing; no horizontal
-# flips (a mirrored digit is another symbol), tilts of up to 15 degrees (handwriting slants) and crops of at
-# least 30% keep the digit. ResNet-18 at width 16 for 600 steps: about 2.5 minutes on 2 CPU cores here.
-# Measured on the demo's eval set (599 digits; the probe's seeded 30% test split, 179 digits, over split seeds
-# 0-7): linear probe 0.974 against 0.938 for raw pixels, ahead on every split by 2.2 to 5.0 points (4 to 9
-# digits). Without the tilts (width 32, 300 steps, on the former 337-digit eval set) it was 1 point behind to 4
-# ahead of raw pixels; tilts of 25 degrees did worse than 15; width 32 for 300 steps with tilts as well as this, in
-# 1.4x the time.
-# A config file's `train:` section is applied over it (keys of ssl_ops.train.TrainConfig, plus WINDOW_KEYS).
-DEFAULT_TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size": 16, "batch_size": 128,
-                 "steps": 600, "warmup_steps": 10, "workers": 1, "checkpoint_every": 100, "health_every": 50,
-                 "method_options": {"hflip": False, "rotate": 15, "crop_scale": [0.3, 1.0]}}
+# The pipeline's default training is ssl_ops.train.TrainConfig's own defaults (each with its comment and unit),
+# fitted to the data and the device when it runs (ssl_ops.train.recipe): a config file's `train:` section is
+# applied over them (keys of TrainConfig, plus WINDOW_KEYS). The demo passes its digits recipe
+# (ssl_ops.demo_data.DEMO_TRAIN) the same way. BASE_TRAIN lies under the section: empty, except in the tests,
+# which shrink training to a few steps.
+BASE_TRAIN: dict = {}
 
 
 class SettingsError(ValueError):
@@ -98,7 +92,7 @@ class Settings:
     deployment: Deployment = Deployment()  # local, or production's servers and storage (pipelines/deployment.py)
     workers: int = 0  # ingestion processes; 0 = all cores
     shards: dict | None = None  # overrides of ssl_ops.shards.ShardConfig
-    train: dict | None = None  # the training section over DEFAULT_TRAIN, read by the ssl_encoder asset
+    train: dict | None = None  # the training section over TrainConfig's defaults, read by the ssl_encoder asset
     probe: dict | None = None  # ssl_ops.probes.report.ProbeConfig keys, for probe_report
     registry: dict | None = None  # model_name plus ssl_ops.review.GateConfig keys, for registered_model
     automation: dict | None = None  # the automation section over DEFAULT_AUTOMATION
@@ -167,6 +161,11 @@ class Settings:
                        config_file=str(p.resolve()))
 
     @property
+    def with_train_recipe(self, recipe: dict) -> "Settings":
+        """A recipe (TrainConfig keys) under the configured train section: keys the section sets win (the demo
+        passes its digits recipe this way)."""
+        return replace(self, train=train_defaults(self.train, {**BASE_TRAIN, **recipe}))
+
     def auto(self) -> dict:
         """DEFAULT_AUTOMATION with the config's automation section over it."""
         return {**DEFAULT_AUTOMATION, **(self.automation or {})}
@@ -305,19 +304,22 @@ def approval_mode(registry: dict | None) -> str:
     return (registry or {}).get("approval", DEFAULT_APPROVAL)
 
 
-def train_defaults(train: dict | None) -> dict:
-    """DEFAULT_TRAIN with the configured train section over it (window keys included). A section's
-    method_options replace the default's; without them, the default's apply where the method takes them."""
-    train = train or {}
-    merged = {**DEFAULT_TRAIN, **train}
-    if "epochs" in train and "steps" not in train:
-        merged.pop("steps")
-    if "method_options" not in train:  # the default's view options, where the chosen method has them (not DINO's)
+def train_defaults(train: dict | None, base: dict | None = None) -> dict:
+    """The configured train section over `base` (BASE_TRAIN by default) (window keys included): keys the section
+    sets win. Its steps, epochs or budget_minutes replace the base's length; its method_options replace the
+    base's, and without them the base's apply where the chosen method takes them."""
+    from ssl_ops.train.config import LENGTH_KEYS
+
+    train, base = dict(train or {}), dict(BASE_TRAIN if base is None else base)
+    if any(k in train for k in (*LENGTH_KEYS, "budget_minutes")):
+        for k in (*LENGTH_KEYS, "budget_minutes"):
+            base.pop(k, None)
+    merged = {**base, **train}
+    if "method_options" not in train and "method_options" in base:  # where the chosen method has them (not DINO's)
         from ssl_ops.methods import METHODS, method_options
 
-        allowed = method_options(merged["method"]) if merged.get("method") in METHODS else {}
-        defaults = DEFAULT_TRAIN.get("method_options", {})
-        merged["method_options"] = {k: v for k, v in defaults.items() if k in allowed}
+        allowed = method_options(merged.get("method", "simclr")) if merged.get("method", "simclr") in METHODS else {}
+        merged["method_options"] = {k: v for k, v in base["method_options"].items() if k in allowed}
     return merged
 
 

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
                     help="index.json files (paths or fsspec URLs) of the shards to use")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--print-every", type=int, default=10)
+    ap.add_argument("--monitor", type=Path, default=None,
+                    help="a .npz of held-out probe-train rows (ssl_ops.train.monitor.monitor_arrays): a kNN probe "
+                         "every train.probe_every steps, and what train.keep: best picks by")
     a = ap.parse_args(argv)
 
     import yaml
@@ -50,6 +53,16 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
     try:
         raw = yaml.safe_load(a.config.read_text()) or {}
         cfg = TrainConfig.from_dict(raw.get("train", raw) if isinstance(raw, dict) else raw)
+        if cfg.image_size is None:
+            raise ConfigError("train.image_size is auto, which the pipeline settles from the images' sizes before "
+                              "it launches training: set train.image_size (px) in --config")
+        if cfg.keep == "best" and a.monitor is None:
+            raise ConfigError("train.keep: best picks by the training probe: give --monitor FILE, or keep: last")
+        monitor = None
+        if a.monitor is not None:
+            from ssl_ops.train.monitor import KnnMonitor
+
+            monitor = KnnMonitor.load(a.monitor)
         missing = [p for p in a.index if "://" not in p and not Path(p).is_file()]
         if missing:
             raise ConfigError(f"no shard index at {', '.join(missing)}")
@@ -68,7 +81,9 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
     info = init_from_env("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
 
     def show(step, m):
-        if step % a.print_every == 0:
+        if "probe_knn20" in m:
+            print(f"probe after {step} steps: kNN k=20 {m['probe_knn20']:.4f} on held-out probe-train rows", flush=True)
+        elif step % a.print_every == 0:
             print(f"step {step} loss {m['loss']:.4f} lr {m['lr']:.3g} {m['images_per_s']:.0f} images/s "
                   f"data wait {m['data_wait_share']:.0%}", flush=True)
         if callback is not None:
@@ -77,7 +92,7 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
     try:
         source = ShardSource([u for u, _ in entries], cfg.image_size, cfg.batch_size // info.world, cfg.workers,
                              cfg.seed, info.rank, info.world, expected=dict(entries))
-        res = train(cfg, source, a.out, num_samples=samples or None, callback=show)
+        res = train(cfg, source, a.out, num_samples=samples or None, callback=show, monitor=monitor)
     except (TrainingError, ShardDamaged) as e:
         return _fail(e, 1, on_error)
     if info.is_main:

@@ -75,16 +75,17 @@ class LaunchSpec:
     env: dict[str, str]  # to add to the launching environment (values only: no secrets here)
 
 
-def train_args(config: str, index: Sequence[str], out: str, print_every: int = 10) -> list[str]:
+def train_args(config: str, index: Sequence[str], out: str, print_every: int = 10,
+               monitor: str | None = None) -> list[str]:
     """The arguments of `python -m ssl_ops.train` (and of any module with its CLI)."""
     if not index:
         raise LaunchError("no shard index to train on")
     return ["--config", str(config), "--index", *map(str, index), "--out", str(out),
-            "--print-every", str(print_every)]
+            "--print-every", str(print_every), *(["--monitor", str(monitor)] if monitor else [])]
 
 
 def launch_spec(run: Torchrun, module: str, config: str, index: Sequence[str], out: str,
-                launcher: Sequence[str] = TORCHRUN, print_every: int = 10) -> LaunchSpec:
+                launcher: Sequence[str] = TORCHRUN, print_every: int = 10, monitor: str | None = None) -> LaunchSpec:
     """argv and environment of a torchrun launch of `module` (ssl_ops.train, or an entry module with its CLI)."""
     run.validate()
     if not re.fullmatch(r"[A-Za-z_][\w.]*", module):
@@ -99,5 +100,5 @@ def launch_spec(run: Torchrun, module: str, config: str, index: Sequence[str], o
         argv += ["--standalone"]
     argv += ["--max-restarts", str(run.max_restarts), "--log-dir", f"{out}/{LOG_DIR}",
              "--tee" if run.console else "--redirects", "3",
-             "-m", module, *train_args(config, index, out, print_every)]
+             "-m", module, *train_args(config, index, out, print_every, monitor)]
     return LaunchSpec(argv=argv, env={"PYTHONUNBUFFERED": "1", **dict(run.env)})

@@ -1,7 +1,14 @@
-"""The training config: one typed dataclass, built from a plain mapping (the YAML `train:` section).
+"""The training config: one typed dataclass, built from a plain mapping (the YAML `train:` section). Its
+defaults are the pipeline's defaults: a config file without a `train:` section trains with exactly these.
 
     cfg = TrainConfig.from_dict({"method": "simclr", "backbone": "resnet18", "image_size": 32,
                                  "batch_size": 256, "steps": 500})
+    cfg = TrainConfig()            # image_size and width "auto", a 10-minute budget: see ssl_ops.train.recipe
+
+Three keys default to "fit the data and the machine" (None) and are settled before training by
+ssl_ops.train.recipe.fit (image_size from the images' sizes, width from the device); how long it trains is a
+wall-clock budget by default (`budget_minutes`: steps/s is measured in the first steps and the step count set so
+that the schedule ends on time, ssl_ops.train.budget), or a step count (`steps`) or passes (`epochs`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from ssl_ops.models import BACKBONES
 METHOD_NAMES = ("simclr", "byol", "mocov3", "dino", "mae", "vicreg", "barlowtwins")
 OPTIMIZERS = ("adamw", "lars", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")
+KEEP = ("last", "best")
+LENGTH_KEYS = ("steps", "epochs")  # with budget_minutes: exactly one of the three says how long to train
 
 
 class ConfigError(ValueError):
@@ -25,11 +34,13 @@ class ConfigError(ValueError):
 class TrainConfig:
     method: str = "simclr"  # one of METHOD_NAMES
     backbone: str = "resnet18"  # one of ssl_ops.models.BACKBONES
-    image_size: int = 32  # px; images are resized/centre-cropped to this before augmentation
+    image_size: int | None = None  # px; images are resized/centre-cropped to this. None: from the data (recipe.fit)
     batch_size: int = 256  # global batch: split evenly over the ranks under DDP
-    steps: int | None = 200  # optimiser steps; or leave None and set epochs
+    steps: int | None = None  # optimiser steps; set one of steps, epochs and budget_minutes
     epochs: float | None = None  # passes over the training samples (steps = ceil(epochs * samples / batch))
-    width: int = 64  # ResNet first-stage channels (64 = the paper's); ignored by ViTs
+    budget_minutes: float | None = 10.0  # wall-clock minutes for the whole run (the default when neither steps nor
+    #                                      epochs is set): the step count is measured to end the schedule on time
+    width: int | None = None  # ResNet first-stage channels (64 = the paper's); None: by device (recipe.fit)
     patch_size: int = 4  # ViT patch side; ignored by ResNets
     optimizer: str = "adamw"  # adamw, lars (SimCLR/BYOL's large-batch optimiser) or sgd (momentum 0.9)
     lr: float = 2e-3  # peak learning rate, reached after the warmup, then cosine-decayed
@@ -48,6 +59,9 @@ class TrainConfig:
     health_every: int = 50  # steps between health metrics (embedding std, effective rank)
     collapse_std: float = 0.0  # abort when std(normalised embeddings) * sqrt(D) falls below this (0 = never)
     augment: bool = True  # False: the views are the images themselves (for checking DDP against one process)
+    probe_every: int | None = None  # steps between kNN probes of the encoder on held-out probe-train rows of the
+    #                                 eval set (when the trainer is given them); None: 10 over the run; 0: never
+    keep: str = "last"  # which encoder is kept: "last" (the last step's) or "best" (the best by that probe)
     method_options: dict = field(default_factory=dict)  # the method's own options (see method_options())
 
     @classmethod
@@ -57,8 +71,9 @@ class TrainConfig:
         unknown = sorted(set(d) - set(names))
         if unknown:
             raise ConfigError(f"train: unknown key(s) {unknown}; allowed: {sorted(names)}")
-        if "epochs" in d and d["epochs"] is not None and "steps" not in d:
-            d["steps"] = None  # epochs given alone replace the default steps
+        lengths = [k for k in LENGTH_KEYS if d.get(k) is not None]
+        if lengths and "budget_minutes" not in d:
+            d["budget_minutes"] = None  # steps or epochs given: they replace the default budget
         for k, v in list(d.items()):
             d[k] = _coerce(k, v, names[k].type)
         cfg = cls(**d)
@@ -72,20 +87,28 @@ class TrainConfig:
             raise ConfigError(f"train.backbone {self.backbone!r} is unknown; choose one of {', '.join(BACKBONES)}")
         if self.method == "mae" and not self.backbone.startswith("vit"):
             raise ConfigError("train.method mae needs a ViT backbone: set train.backbone to vit_tiny or vit_small")
-        if (self.steps is None) == (self.epochs is None):
-            raise ConfigError("set exactly one of train.steps and train.epochs")
+        given = [k for k in LENGTH_KEYS + ("budget_minutes",) if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"set exactly one of train.steps, train.epochs and train.budget_minutes (how long to "
+                              f"train); got {given or 'none'}")
+        if self.budget_minutes is not None and not 0 < self.budget_minutes <= 60 * 24 * 30:
+            raise ConfigError(f"train.budget_minutes must be above 0 (and at most 30 days), got {self.budget_minutes}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"train.steps must be at least 1, got {self.steps}")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
-        if self.image_size < 8:
+        if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"train.image_size must be at least 8 px, got {self.image_size}")
-        if self.image_size > 4096:
+        if self.image_size is not None and self.image_size > 4096:
             raise ConfigError(f"train.image_size must be at most 4096 px, got {self.image_size}")
         for k in ("lr", "width", "patch_size"):
-            if getattr(self, k) <= 0:
+            if getattr(self, k) is not None and getattr(self, k) <= 0:
                 raise ConfigError(f"train.{k} must be positive, got {getattr(self, k)}")
-        if self.backbone.startswith("vit") and self.image_size % self.patch_size:
+        if self.keep not in KEEP:
+            raise ConfigError(f"train.keep {self.keep!r} is unknown; choose one of {', '.join(KEEP)}")
+        if self.probe_every is not None and self.probe_every < 0:
+            raise ConfigError(f"train.probe_every must not be negative (0 = never), got {self.probe_every}")
+        if self.image_size is not None and self.backbone.startswith("vit") and self.image_size % self.patch_size:
             raise ConfigError(f"train.image_size {self.image_size} is not a multiple of train.patch_size "
                               f"{self.patch_size}")
         if self.batch_size < 2:
@@ -123,19 +146,27 @@ class TrainConfig:
             check_options(self.method_options)
         except ValueError as e:
             raise ConfigError(f"train.{e}") from None
+        size = self.image_size or (self.patch_size * 4 if self.backbone.startswith("vit") else 32)  # auto: any size
         try:  # build it without memory (meta tensors): option values and combinations are checked now
             import torch
 
             with torch.device("meta"):
-                backbone = build_backbone(self.backbone, self.image_size, patch_size=self.patch_size,
-                                          width=self.width)
-                build_method(self.method, backbone, self.image_size, self.method_options)
+                backbone = build_backbone(self.backbone, size, patch_size=self.patch_size, width=self.width or 64)
+                build_method(self.method, backbone, size, self.method_options)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"train: {self.method} / {self.backbone} cannot be built: {e}") from None
 
-    def total_steps(self, num_samples: int | None = None) -> int:
+    @property
+    def fitted(self) -> bool:
+        """Every "auto" key settled (recipe.fit): what the training loop needs."""
+        return self.image_size is not None and self.width is not None
+
+    def total_steps(self, num_samples: int | None = None) -> int | None:
+        """The step count; None under a budget (measured while training: ssl_ops.train.budget)."""
         if self.steps is not None:
             return self.steps
+        if self.budget_minutes is not None:
+            return None
         if not num_samples:
             raise ConfigError("train.epochs needs the number of training samples; none were given")
         return max(1, math.ceil(self.epochs * num_samples / self.batch_size))

@@ -115,7 +115,7 @@ def test_the_run_key_follows_the_verified_bytes_across_damage_and_rebuild(home, 
     from ssl_ops.manifest import read_manifest
 
     h = Home.resolve(home)
-    cfg = TrainConfig.from_dict({"method": "simclr", "width": 4, "steps": 4, "device": "cpu"})
+    cfg = TrainConfig.from_dict({"method": "simclr", "width": 4, "image_size": 32, "steps": 4, "device": "cpu"})
 
     def key():
         window, _ = select_window(h, ["b1", "b2"], [], 0)

@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from assets.mlflow_registry import AUTO_REVIEWER, HISTORY_PREFIX, REVIEW_TAG
 from pipelines.cli import main
-from pipelines.settings import DEFAULT_TRAIN, Settings, prepare_instance
+from pipelines.settings import Settings, prepare_instance
+from ssl_ops.demo_data import DEMO_TRAIN
 from ssl_ops.demo_data import write_demo
 from ssl_ops.features import extract_features
 from ssl_ops.home import Home
@@ -27,7 +28,7 @@ from ssl_ops.manifest import read_manifest
 from ssl_ops.shards import load_index
 from ssl_ops.train import load_encoder
 
-ONE_STEP = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size": DEFAULT_TRAIN["image_size"],
+ONE_STEP = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size": DEMO_TRAIN["image_size"],
             "batch_size": 32, "steps": 1, "warmup_steps": 0, "workers": 0, "checkpoint_every": 0, "health_every": 1}
 
 
@@ -88,10 +89,10 @@ def test_the_demo_trains_on_every_batch_with_the_shipped_default_and_ends_with_a
     # no --config: the demo writes its own, auto approval, and says so
     assert "approval: auto (the demo's config" in out
     assert "registry:\n  approval: auto\n" in (home / "demo.yaml").read_text()
-    demo = [m for m in metadata(home, "ssl_encoder") if m["steps"] == DEFAULT_TRAIN["steps"]]
+    demo = [m for m in metadata(home, "ssl_encoder") if m["steps"] == DEMO_TRAIN["steps"]]
     assert len(demo) == 1 and demo[0]["batches"] == ["demo-001", "demo-002", "demo-003"]
     losses = [json.loads(x)["loss"] for x in (home / "models" / demo[0]["run_key"] / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == DEFAULT_TRAIN["steps"] and sum(losses[-10:]) < sum(losses[:10])
+    assert len(losses) == DEMO_TRAIN["steps"] and sum(losses[-10:]) < sum(losses[:10])
     idx = [load_index(home / "shards" / f"demo-00{i}" / "index.json") for i in (1, 2, 3)]
     ev = read_manifest(home / "manifests" / "eval" / "accepted.parquet")
     assert sum(i.samples for i in idx) + ev.num_rows == 1797  # every digit is either trained on or evaluated

@@ -17,7 +17,7 @@ from pipelines.cli import main
 from pipelines.settings import Settings, prepare_instance
 from ssl_ops.demo_data import write_demo
 from ssl_ops.home import Home
-from ssl_ops.train import load_encoder
+from ssl_ops.train import TrainConfig, load_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = "train:\n  method: {method}\n  backbone: resnet18\n  width: 8\n  batch_size: 32\n  steps: {steps}\n" \
@@ -133,17 +133,29 @@ def test_the_launchpad_defaults_are_the_configured_train_section(tmp_path):
     assert fields["width"].default_value == 8 and fields["last_batches"].default_value == 0
 
 
-def test_the_default_view_options_follow_the_chosen_method_and_yield_to_the_section(tmp_path):
-    from pipelines.settings import DEFAULT_TRAIN, train_config_dict
+def test_a_recipe_lies_under_the_section_its_view_options_follow_the_chosen_method(tmp_path):
+    from ssl_ops.demo_data import DEMO_TRAIN
 
-    views = DEFAULT_TRAIN["method_options"]
+    views = DEMO_TRAIN["method_options"]
     assert views["hflip"] is False and views["rotate"] > 0  # the digits' views
     p = tmp_path / "dino.yaml"
     p.write_text("train: {method: dino, backbone: vit_tiny, image_size: 32, patch_size: 4}\n")
-    s = Settings.from_env(home=tmp_path / "h").with_config_file(p)  # DINO has no hflip or rotate: not inherited
-    assert train_config_dict(s.train)["method_options"] == {}
-    assert train_config_dict({"method": "byol"})["method_options"] == views
-    assert train_config_dict({"method_options": {"temperature": 0.5}})["method_options"] == {"temperature": 0.5}
+    s = Settings.from_env(home=tmp_path / "h").with_config_file(p).with_train_recipe(DEMO_TRAIN)
+    assert s.train["method_options"] == {}  # DINO has no hflip or rotate: not inherited
+    assert s.train["image_size"] == 32 and s.train["steps"] == DEMO_TRAIN["steps"]
+    base = Settings.from_env(home=tmp_path / "h2")
+    assert base.with_train_recipe(DEMO_TRAIN).train["method_options"] == views
+    p.write_text("train: {method: byol, budget_minutes: 3}\n")
+    s = base.with_config_file(p).with_train_recipe(DEMO_TRAIN)
+    assert s.train["method_options"] == views and s.train["budget_minutes"] == 3 and "steps" not in s.train
+    p.write_text("train: {method_options: {temperature: 0.5}}\n")
+    assert base.with_config_file(p).with_train_recipe(DEMO_TRAIN).train["method_options"] == {"temperature": 0.5}
+    # without a recipe or a section: TrainConfig's own defaults, image size and width to be fitted, a budget
+    from pipelines.settings import train_config_dict
+
+    cfg = TrainConfig.from_dict(train_config_dict(base.train))
+    assert cfg.image_size is None and cfg.width is None and cfg.budget_minutes == TrainConfig().budget_minutes
+    assert cfg.steps is None and cfg.method_options == {}
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_into_the_same_mlflow_run(demo_home, tmp_path):

@@ -1,4 +1,4 @@
-"""Graph tests train tiny encoders: DEFAULT_TRAIN is shrunk to 3 steps unless a test is marked
+"""Graph tests train tiny encoders: BASE_TRAIN (under every train section) is shrunk to 3 steps unless a test is marked
 `real_train_defaults` (the demo test keeps the shipped default)."""
 
 import pytest
@@ -10,4 +10,4 @@ TINY_TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 8, "image_siz
 @pytest.fixture(autouse=True)
 def tiny_training(request, monkeypatch):
     if request.node.get_closest_marker("real_train_defaults") is None:
-        monkeypatch.setattr("pipelines.settings.DEFAULT_TRAIN", TINY_TRAIN)
+        monkeypatch.setattr("pipelines.settings.BASE_TRAIN", TINY_TRAIN)

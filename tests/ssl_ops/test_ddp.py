@@ -40,7 +40,7 @@ def real_batches(cifar_shards, steps, batch):
 def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, options, cifar_shards, tmp_path):
     batches = real_batches(cifar_shards, steps=4, batch=32)
     torch.save(batches, tmp_path / "images.pt")
-    cfg = dict(method=method, backbone="resnet18", width=8, batch_size=32, steps=4, warmup_steps=1, lr=0.05,
+    cfg = dict(method=method, backbone="resnet18", width=8, image_size=32, batch_size=32, steps=4, warmup_steps=1, lr=0.05,
                optimizer="sgd",  # AdamW turns float rounding in near-zero gradients into lr-sized steps
                augment=False, checkpoint_every=2, health_every=2, collapse_std=0.001, workers=0, device="cpu",
                method_options=options)

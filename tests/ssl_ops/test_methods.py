@@ -65,7 +65,7 @@ def test_every_method_loss_falls_on_real_cifar_images(name, cifar_shards, tmp_pa
     opts = {"byol": {"momentum": 0.9}, "mocov3": {"momentum": 0.9},
             "dino": {"momentum": 0.99, "local_crops": 2, "out_dim": 256, "use_bn_in_head": True}}
     cfg = TrainConfig.from_dict(dict(
-        method=name, backbone="vit_tiny" if name == "mae" else "resnet18", width=16, patch_size=8,
+        method=name, backbone="vit_tiny" if name == "mae" else "resnet18", width=16, image_size=32, patch_size=8,
         batch_size=64, steps=40, warmup_steps=5, lr=5e-3 if name == "dino" else 2e-3, workers=1, checkpoint_every=0, health_every=20,
         method_options=opts.get(name, {})))
     res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 64, workers=1), tmp_path / name)

@@ -157,7 +157,7 @@ def test_probe_report_on_real_cifar_images_with_baselines_and_health(cifar_shard
     from ssl_ops.probes.report import beats_baselines, probe_report, summary_rows
     from ssl_ops.train import ShardSource, TrainConfig, load_encoder, train
 
-    cfg = TrainConfig.from_dict(dict(method="simclr", backbone="resnet18", width=8, batch_size=64, steps=10,
+    cfg = TrainConfig.from_dict(dict(method="simclr", backbone="resnet18", width=8, image_size=32, batch_size=64, steps=10,
                                      warmup_steps=2, workers=0, checkpoint_every=0, device="cpu"))
     res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 64, workers=0), tmp_path / "run")
     encoder, meta = load_encoder(res.encoder_path)

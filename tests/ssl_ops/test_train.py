@@ -14,7 +14,7 @@ from ssl_ops.train import (Collapse, ConfigError, NonFiniteLoss, ShardSource, Tr
 from ssl_ops.train.checkpoint import load, save_atomic
 from ssl_ops.train.optim import LARS
 
-SMALL = dict(method="simclr", backbone="resnet18", width=8, batch_size=32, warmup_steps=2, workers=1,
+SMALL = dict(method="simclr", backbone="resnet18", width=8, image_size=32, batch_size=32, warmup_steps=2, workers=1,
              health_every=3, lr=1e-3, device="cpu")
 
 
@@ -33,7 +33,11 @@ def test_config_from_yaml_like_mappings_and_clear_errors():
              ({"method": "swav"}, "train.method 'swav' is unknown; choose one of simclr"),
              ({"backbone": "resnet101"}, "train.backbone 'resnet101' is unknown"),
              ({"method": "mae"}, "mae needs a ViT backbone"),
-             ({"steps": 10, "epochs": 1}, "exactly one of train.steps and train.epochs"),
+             ({"steps": 10, "epochs": 1}, r"exactly one of train.steps, train.epochs and train.budget_minutes .*\[.steps., .epochs.\]"),
+                 ({"steps": None, "budget_minutes": None}, r"exactly one of .* got none"),
+                 ({"budget_minutes": 0}, "train.budget_minutes must be above 0"),
+                 ({"keep": "first"}, "train.keep .first. is unknown; choose one of last, best"),
+                 ({"probe_every": -1}, "train.probe_every must not be negative"),
              ({"steps": "many"}, r"train.steps: 'many' is not a valid int"),
              ({"steps": 2.5}, "train.steps: 2.5 is not a valid int"),
              ({"batch_size": 1}, "at least 2"),
@@ -244,8 +248,123 @@ def test_the_cli_shows_a_hostile_path_in_an_error_escaped(tmp_path, capsys):
     from ssl_ops.train.__main__ import main as train_main
 
     cfg = tmp_path / "train.json"
-    cfg.write_text('{"method": "simclr", "steps": 1}')
+    cfg.write_text('{"method": "simclr", "steps": 1, "image_size": 32}')
     hostile = tmp_path / "b\x1b[31mred" / "index.json"
     assert train_main(["--config", str(cfg), "--index", str(hostile), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no shard index at" in err and "\x1b" not in err
+
+
+def test_the_cli_refuses_an_auto_image_size_and_keep_best_without_a_monitor(tmp_path, capsys):
+    """The pipeline fits image_size before it launches; a hand-written config must say it."""
+    from ssl_ops.train.__main__ import main as train_main
+
+    cfg = tmp_path / "train.json"
+    index = tmp_path / "index.json"
+    index.write_text("{}")
+    cfg.write_text('{"method": "simclr", "steps": 1}')
+    assert train_main(["--config", str(cfg), "--index", str(index), "--out", str(tmp_path / "o")]) == 2
+    assert "train.image_size is auto" in capsys.readouterr().err
+    cfg.write_text('{"method": "simclr", "steps": 1, "image_size": 32, "keep": "best"}')
+    assert train_main(["--config", str(cfg), "--index", str(index), "--out", str(tmp_path / "o")]) == 2
+    assert "give --monitor FILE" in capsys.readouterr().err
+
+
+# -- a budget, and the probe in step with training -----------------------------------------------------------------
+
+def _monitor(tmp_path, n=60, classes=3):
+    import numpy as np
+
+    from ssl_ops.probes.split import probe_split
+    from ssl_ops.train.monitor import KnnMonitor, monitor_arrays
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = np.arange(n) % classes
+    train_idx, test_idx = probe_split(labels)
+    path = tmp_path / "monitor.npz"
+    arrays = monitor_arrays(images, labels, train_idx)
+    np.savez(path, **arrays)
+    return KnnMonitor.load(path), arrays, test_idx
+
+
+def test_a_budget_fixes_the_total_after_calibration_and_a_resume_keeps_it(cifar_shards, tmp_path):
+    from ssl_ops.train.budget import CALIBRATION_STEPS
+
+    urls = shard_urls([cifar_shards])
+    cfg = TrainConfig.from_dict({**SMALL, "budget_minutes": 0.25, "warmup_steps": 12, "checkpoint_every": 5,
+                                 "workers": 0})
+    assert cfg.total_steps() is None
+    res = train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "b")
+    # (how close to the budget it ends is measured by bench/time_to_accuracy.py, not here: the machine is shared)
+    assert res.total_steps == res.steps > CALIBRATION_STEPS and res.budget_minutes == 0.25
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(res.steps))
+    # the cosine ends at the fitted total: the last step's lr is the schedule's end, not a truncated middle
+    assert rows[-1]["lr"] == pytest.approx(lr_at(res.steps - 1, res.steps, cfg.lr, cfg.warmup_steps))
+    ckpt = load(tmp_path / "b" / "checkpoint.pt")
+    assert ckpt["total"] == res.total_steps
+    # a run killed after the total was fixed resumes with that total, not a new measurement
+    blob = load(tmp_path / "b" / "checkpoint.pt")
+    step = (CALIBRATION_STEPS // 5 + 1) * 5  # a checkpoint after the calibration
+    blob["step"] = step
+    save_atomic(blob, tmp_path / "b" / "checkpoint.pt")
+    again = train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "b")
+    assert again.resumed_from == step and again.total_steps == res.total_steps
+
+
+def test_the_training_probe_logs_a_curve_on_probe_train_rows_and_keep_best_keeps_the_best(cifar_shards, tmp_path):
+    import numpy as np
+
+    urls = shard_urls([cifar_shards])
+    monitor, arrays, test_idx = _monitor(tmp_path)
+    assert len(arrays["images"]) == 60 - len(test_idx)  # the probe's test rows are not in it
+    assert sorted(np.concatenate([arrays["bank"], arrays["query"]])) == list(range(len(arrays["images"])))
+    seen = []
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 6, "probe_every": 2, "checkpoint_every": 0, "keep": "best"})
+    res = train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "p", monitor=monitor,
+                callback=lambda s, m: "probe_knn20" in m and seen.append((s, m["probe_knn20"])))
+    assert [s for s, _ in res.probe_curve] == [0, 2, 4, 6] and res.probe_curve == [list(x) for x in seen]
+    rows = [json.loads(x) for x in (tmp_path / "p" / "probes.jsonl").read_text().splitlines()]
+    assert [[r["step"], r["knn20"]] for r in rows] == res.probe_curve
+    assert all(0 <= a <= 1 for _, a in res.probe_curve)
+    best_step, best_acc = max(res.probe_curve, key=lambda p: (p[1], p[0]))
+    _, meta = load_encoder(tmp_path / "p" / "encoder.pt")
+    if best_step == 6:
+        assert res.kept_step is None and meta["steps"] == 6
+    else:  # the encoder kept is the best probe's: its figure reproduces
+        assert res.kept_step == best_step and meta["steps"] == best_step and meta["kept"] == "best"
+    enc, meta = load_encoder(tmp_path / "p" / "encoder.pt")
+    assert monitor(enc, 32) == pytest.approx(best_acc if res.kept_step is not None else res.probe_curve[-1][1], abs=1e-6)
+    # keep: last (the default) keeps the last step's encoder whatever the probe says
+    last = train(TrainConfig.from_dict({**SMALL, "steps": 6, "probe_every": 2, "checkpoint_every": 0}),
+                 ShardSource(urls, 32, 32, workers=0), tmp_path / "l", monitor=monitor)
+    assert last.kept_step is None and load_encoder(tmp_path / "l" / "encoder.pt")[1]["steps"] == 6
+    assert not (tmp_path / "l" / "encoder_best.pt").exists()
+
+
+def test_keep_best_really_picks_an_earlier_encoder_when_training_makes_it_worse(cifar_shards, tmp_path):
+    """A probe whose labels are what the random init separates best: a later encoder is worse, so the best
+    is an earlier one, and the kept encoder is that one, not the last."""
+    urls = shard_urls([cifar_shards])
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 4, "probe_every": 1, "checkpoint_every": 0, "keep": "best",
+                                 "lr": 0.5, "warmup_steps": 0})
+
+    class Falling:
+        """A monitor whose figure falls with each call: the best is the first (step 0)."""
+        calls = 0
+
+        def __call__(self, backbone, size, device="cpu"):
+            Falling.calls += 1
+            return 1.0 / Falling.calls
+
+    res = train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "f", monitor=Falling())
+    assert res.kept_step == 0 and res.probe_curve[0] == [0, 1.0]
+    kept, meta = load_encoder(tmp_path / "f" / "encoder.pt")
+    init = TrainConfig.from_dict({**SMALL, "steps": 1})
+    torch.manual_seed(init.seed)
+    from ssl_ops.models import build_backbone
+
+    fresh = build_backbone("resnet18", 32, width=8)
+    assert meta["steps"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), fresh.state_dict().values()))

@@ -1,0 +1,25 @@
+"""Training for a wall-clock budget: the step count that makes the schedule end on time.
+
+    total = steps_for_budget(budget_s=600, elapsed_s=14.2, steps_done=11, step_s=0.31, reserve_s=8.0)
+
+The training loop (ssl_ops.train.loop) times its first CALIBRATION_STEPS steps after the first (which pays for
+worker start-up and compilation), then fixes the total once, before the warmup ends, so that the cosine schedule
+reaches its end when the budget does; the total is saved in the checkpoint, so a resumed run keeps it. What is
+not training but happens within the budget (the probes in step with it) is set aside as `reserve_s`.
+bench/time_to_accuracy.py trains through the same loop with train.budget_minutes: one implementation.
+"""
+
+from __future__ import annotations
+
+CALIBRATION_STEPS = 10  # timed steps before the total is fixed
+SAFETY = 0.97  # share of the remaining time planned for: steps/s drifts a little after calibration
+
+
+def steps_for_budget(budget_s: float, elapsed_s: float, steps_done: int, step_s: float,
+                     reserve_s: float = 0.0) -> int:
+    """-> the total step count (at least steps_done + 1): the steps done plus as many as fit into the time left
+    (budget - elapsed - reserve) at step_s seconds each."""
+    if step_s <= 0:
+        raise ValueError(f"step_s must be positive, got {step_s}")
+    left = (budget_s - elapsed_s - reserve_s) * SAFETY
+    return steps_done + max(1, int(left / step_s))
