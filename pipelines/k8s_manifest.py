@@ -146,7 +146,11 @@ def load_train_config(path: Path) -> TrainConfig:
     section = raw.get("train", raw) if isinstance(raw, dict) else raw
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: the train config is a mapping such as {{method: simclr, steps: 500}}")
-    return TrainConfig.from_dict(train_config_dict(section))
+    cfg = TrainConfig.from_dict(train_config_dict(section))
+    if cfg.image_size is None:
+        raise ConfigError(f"{path}: set train.image_size (px): the pipeline fits it to the images' sizes when it "
+                          f"trains, but a job rendered here does not see the images")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

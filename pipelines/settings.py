@@ -160,12 +160,12 @@ class Settings:
                        registry=registry, automation=automation, deployment=deployment,
                        config_file=str(p.resolve()))
 
-    @property
     def with_train_recipe(self, recipe: dict) -> "Settings":
         """A recipe (TrainConfig keys) under the configured train section: keys the section sets win (the demo
         passes its digits recipe this way)."""
         return replace(self, train=train_defaults(self.train, {**BASE_TRAIN, **recipe}))
 
+    @property
     def auto(self) -> dict:
         """DEFAULT_AUTOMATION with the config's automation section over it."""
         return {**DEFAULT_AUTOMATION, **(self.automation or {})}

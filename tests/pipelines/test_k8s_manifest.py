@@ -121,7 +121,10 @@ def test_a_bad_train_config_or_argument_exits_2(tmp_path, capsys):
     assert main(["--image", "i", "--train-config", str(bad), "--index", "s3://b/i.json", "--out", "/models/k"]) == 2
     assert "train.method 'swav' is unknown" in capsys.readouterr().err
     ok = tmp_path / "ok.yaml"
-    ok.write_text("train: {method: byol}\n")
+    ok.write_text("train: {method: byol}\n")  # the image size is fitted to the images: a job here cannot
+    assert main(["--image", "i", "--train-config", str(ok), "--index", "s3://b/i.json", "--out", "/models/k"]) == 2
+    assert "set train.image_size (px)" in capsys.readouterr().err
+    ok.write_text("train: {method: byol, image_size: 32}\n")
     assert main(["--image", "i", "--train-config", str(ok), "--index", "s3://b/i.json", "--out", "/models/k",
                  "--env", "DB_PASSWORD=hunter2"]) == 2
     assert "look like secrets" in capsys.readouterr().err
