@@ -146,15 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_device(ap: argparse.ArgumentParser, name: str):
     import torch
 
+    # An explicit index (torch.cuda.set_device refuses a bare "cuda"), without initialising CUDA before the decode
+    # processes are forked.
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             why = ("this torch is a CPU-only build" if torch.version.cuda is None
                    else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?)")
             ap.error(f"--device {name}: {why} (torch {torch.__version__}); use --device auto or cpu")
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            ap.error(f"--device {name!r}: choose auto, cuda, cuda:N or cpu")
+        if dev.index is None:
+            return torch.device("cuda", 0)
+        if dev.index >= torch.cuda.device_count():
             ap.error(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
         return dev
     if name == "cpu":
@@ -273,8 +280,9 @@ class Streamed:
         self.stop.set()
         while not self.q.empty():
             self.q.get_nowait()
-        self.thread.join(timeout=10)
-        self.it.close()
+        self.thread.join(timeout=30)
+        if not self.thread.is_alive():  # (a generator cannot be closed while the thread is inside it)
+            self.it.close()  # shuts the DataLoader's workers down
 
 
 def run(argv: list[str] | None = None) -> tuple[dict, int]:
@@ -329,6 +337,12 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    torch.manual_seed(a.seed)  # built here, on the CPU: bad options fail before the data is prepared
+    try:
+        method = build_method(a.method, build_backbone("resnet18", IMAGE_SIZE, width=a.width), IMAGE_SIZE, options)
+    except (ValueError, TypeError) as e:
+        ap.error(f"--method {a.method} with options {options}: {e}")
+
     # --- data -------------------------------------------------------------------------------------------
     t = time.perf_counter()
     every = max(1, 50000 // a.subset) if a.subset else 1
@@ -361,9 +375,7 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
         f"mode {a.data}")
 
     # --- model ------------------------------------------------------------------------------------------
-    torch.manual_seed(a.seed)
-    backbone = build_backbone("resnet18", IMAGE_SIZE, width=a.width)
-    method = build_method(a.method, backbone, IMAGE_SIZE, options).to(device)
+    method = method.to(device)
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     if optimizer == "lars":

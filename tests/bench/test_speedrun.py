@@ -97,7 +97,8 @@ def test_command_line_checks():
 
     assert parse_every("10") == ("epochs", 10.0) and parse_every("90s") == ("seconds", 90.0)
     assert parse_every("0") == ("epochs", 0.0)
-    for bad in (["--target", "90"], ["--budget-minutes", "0"], ["--eval-every", "soon"], ["--options", "[1]"]):
+    for bad in (["--target", "90"], ["--budget-minutes", "0"], ["--eval-every", "soon"], ["--options", "[1]"],
+                ["--options", '{"no_such_option": 1}'], ["--options", '{"momentum": 2}']):
         with pytest.raises(SystemExit) as e:
             run(bad + ["--device", "cpu"])
         assert e.value.code == 2
