@@ -285,6 +285,17 @@ class Streamed:
             self.it.close()  # shuts the DataLoader's workers down
 
 
+def strict_json(x):
+    """NaN and infinities (a figure that could not be measured) -> null, so that the JSON is standard."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return x
+
+
 def run(argv: list[str] | None = None) -> tuple[dict, int]:
     ap = build_parser()
     a = ap.parse_args(argv)
@@ -423,6 +434,7 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
     step, train_s, first_step_s = 0, 0.0, None
     timed_s = wait_s = aug_s = 0.0
     timed_views = timed_images = timed_steps = 0
+    every_step = {"s": 0.0, "wait": 0.0, "aug": 0.0, "views": 0}  # the warm steps too: the fallback
     losses: list[float] = []
     curve: list[dict] = []
     reached, stop_reason = None, None
@@ -469,6 +481,10 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
                 raise SystemExit(f"the loss is not finite at step {step} (lr {cur_lr:.3g}): lower --lr or --eta, "
                                  f"raise --warmup-epochs, or set --clip-grad")
             losses = (losses + [loss_value])[-20:]
+            every_step["s"] += dt
+            every_step["wait"] += t1 - t0
+            every_step["aug"] += t2 - t1
+            every_step["views"] += a.batch * len(views)
             if step >= a.warm_steps:
                 timed_s += dt
                 wait_s += t1 - t0
@@ -506,6 +522,12 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
             reached = curve[-1]
             stop_reason = "target reached at the final evaluation"
 
+    timed_from = a.warm_steps
+    if not timed_steps and step:  # too few steps to leave the warm ones out: time them all, and say so
+        say(f"  only {step} step(s), all within --warm-steps {a.warm_steps}: the figures below include them "
+            f"(compilation, start-up); raise --budget-minutes for steady-state figures")
+        timed_s, wait_s, aug_s, timed_views = (every_step[k] for k in ("s", "wait", "aug", "views"))
+        timed_steps, timed_images, timed_from = step, step * a.batch, 0
     best = max(curve, key=lambda p: p["knn"])
     result = {
         "target": a.target, "reached": reached is not None,
@@ -517,12 +539,12 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
         "prepare_s": {"shards": shard_s, "decode": decode_s, "to_device": to_device_s,
                       "loader_start": loader_start_s},
         "wall_s": time.perf_counter() - wall0,
-        "steps": step, "schedule_steps": total, "epochs": step * a.batch / n,
+        "steps": step, "schedule_steps": total if total < 10 ** 9 else None, "epochs": step * a.batch / n,
         "views_per_s": timed_views / timed_s if timed_s else float("nan"),
         "images_per_s": timed_images / timed_s if timed_s else float("nan"),
         "data_wait_share": wait_s / timed_s if timed_s else float("nan"),
         "augment_share": aug_s / timed_s if timed_s else float("nan"),
-        "timed_steps": timed_steps,
+        "timed_steps": timed_steps, "timed_from_step": timed_from,
         "final_loss": sum(losses) / len(losses) if losses else float("nan"),
         "best_knn": best["knn"], "final_knn": curve[-1]["knn"], "curve": curve,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None,
@@ -550,11 +572,12 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
         f"first step {first_step_s or 0:.1f} s; evaluation {result['eval_s_total']:.1f} s outside the clock "
         f"({len(curve)} runs); {step} steps = {result['epochs']:.1f} epochs in {train_s:.1f} s; device "
         f"{result['device']}" + (f", peak {result['peak_gpu_mem_mb']:.0f} MB" if result["peak_gpu_mem_mb"] else ""))
+    text = json.dumps(strict_json(result), indent=1, allow_nan=False)
     if a.json == "-":
-        print(json.dumps(result, indent=1))
+        print(text)
     elif a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=1))
+        Path(a.json).write_text(text)
     return result, 0 if reached else EXIT_MISSED
 
 
