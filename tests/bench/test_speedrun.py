@@ -121,3 +121,25 @@ def test_compiled_bf16_run_on_cpu(tmp_path):
     check_figures(r)
     assert r["config"]["compile"] is True and r["stop_reason"] == "schedule ended" and r["steps"] == 3
     assert r["first_step_s"] > 5 * (r["train_s"] - r["first_step_s"]) / (r["steps"] - 1)  # compiling
+
+
+@pytest.mark.shared_data
+def test_the_resident_set_holds_the_shards_images_with_their_classes(tmp_path):
+    """What the speedrun trains on and uses as its kNN bank: every sharded image, decoded as the zip's own, with
+    the class of its path (a label mix-up would only show as a poor kNN)."""
+    from imagefiles import need_shared
+
+    need_shared("cifar10-jpg", "train.zip")
+    sys.path.insert(0, str(ROOT))
+    from bench.cifar_data import labelled, train_shards
+    from bench.speedrun import load_train
+
+    x, names, entries = load_train(train_shards(tmp_path, every=50), workers=2)
+    xz, yz = labelled("train", every=50)
+    assert x.shape == xz.shape == (1000, 3, 32, 32) and x.dtype == xz.dtype
+    assert sum(n for _, n in entries) == 1000
+    classes = sorted(set(names))
+    assert len(classes) == 10
+    ours = sorted((classes.index(c), x[i].numpy().tobytes()) for i, c in enumerate(names))
+    theirs = sorted((int(yz[i]), xz[i].numpy().tobytes()) for i in range(len(yz)))
+    assert ours == theirs
