@@ -57,6 +57,7 @@ def test_tiny_cpu_run_reaches_a_low_target_and_reports_real_figures(tmp_path):
     check_figures(r)
     assert r["reached"] and r["stop_reason"].startswith("target reached")
     assert r["time_to_target_s"] == r["curve"][-1]["train_s"] > 0  # it stops at the first evaluation at the target
+    assert r["time_to_target_after_first_step_s"] == pytest.approx(r["time_to_target_s"] - r["first_step_s"])
     assert r["curve"][-1]["knn"] >= 0.05
     assert r["schedule_steps"] is not None  # fitted to the budget from the measured steps (at 15% of it, 4.5 s)
     assert r["config"]["method"] == "byol" and r["config"]["optimizer"] == "lars"
@@ -76,6 +77,7 @@ def test_a_missed_target_exits_3_and_the_streaming_loader_bf16_and_a_too_short_r
     r = json.loads(out.read_text())
     check_figures(r)
     assert not r["reached"] and r["time_to_target_s"] is None and r["stop_reason"] == "budget spent"
+    assert r["time_to_target_after_first_step_s"] is None
     # every step is within --warm-steps 1000: no schedule fitted, and the figures are over all the steps
     assert r["timed_from_step"] == 0 and r["schedule_steps"] is None
     assert "the figures below include them" in p.stdout
