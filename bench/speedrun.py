@@ -33,8 +33,8 @@ What it does
   steps (after the compile) and the schedule is set to end when the budget does (as time_to_accuracy.py).
 - Figures: time to target (training seconds; also without the first step, which holds the compilation),
   views/s and images/s (the first steps excluded), the share of step time spent waiting for data and spent in
-  augmentation (each step is synchronised at three points to split it), the accuracy curve, peak GPU memory. `--json PATH` writes them; `--json -` prints only the JSON
-  on stdout (progress goes to stderr).
+  augmentation (each step is synchronised at three points to split it), the accuracy curve, peak GPU memory.
+  `--json PATH` writes them; `--json -` prints only the JSON on stdout (progress goes to stderr).
 - Exit status: 0 when the target was reached, 3 when the run ended without reaching it, 2 for a bad command
   line (e.g. --device cuda without a GPU).
 
