@@ -327,6 +327,7 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
     import torch
 
     import bench.cifar_data as cifar_data
+    from ssl_ops.train.budget import steps_for_budget
     from ssl_ops.features import extract_features
     from ssl_ops.knn import knn_accuracy
     from ssl_ops.methods import build_method
@@ -499,7 +500,7 @@ def run(argv: list[str] | None = None) -> tuple[dict, int]:
             step += 1
             if not calibrated and timed_steps and (timed_steps >= a.calib_steps or train_s >= 0.15 * budget_s):
                 per_step = timed_s / timed_steps
-                total = step + max(1, int((budget_s - train_s) / per_step * 0.98))
+                total = steps_for_budget(budget_s, train_s, step, per_step)  # the loop's own rule (ssl_ops.train.budget)
                 if warmup:
                     warmup = min(warmup, max(1, total // 10))
                 calibrated = True
