@@ -50,7 +50,7 @@ def results_table(report: dict, model_label: str, champion_label: str | None = N
     shown = ", ".join(classes[:MAX_CLASSES_SHOWN]) + (f", ... ({len(classes) - MAX_CLASSES_SHOWN} more)"
                                                       if len(classes) > MAX_CLASSES_SHOWN else "")
     _, few_n = fraction_figure(report.get("model") or {})
-    few_head = f"linear, 10% labels" + (f" ({few_n})" if few_n else "")
+    few_head = "linear, 10% labels" + (f" ({few_n})" if few_n else "")
     head = ("", "kNN k=20", "linear [95% interval]", few_head)
     rows = []
     for key, label in ROWS:
