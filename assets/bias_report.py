@@ -1,4 +1,5 @@
-"""bias_report[batch]: group representation, drift against earlier batches, near duplicates (ssl_ops.bias)."""
+"""bias_report[batch]: group representation, drift against earlier batches, near duplicates (ssl_ops.bias); the
+batch's sidecar attributes that the contract does not declare are listed with their shares as not checked."""
 
 
 import dagster as dg
@@ -29,7 +30,7 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
         manifest = read_manifest(h.accepted_path(batch))
         ref_batches = earlier_batches(context.instance, batch)[-b.reference_batches:] if b.reference_batches else []
         reference = home.manifests(ref_batches)
-        report = make_report(batch, manifest, reference, b, groups)
+        report = make_report(batch, manifest, reference, b, groups, declared=contract.required_attributes)
         out = h.report_dir(batch)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bias.json").write_text(report.to_json())
@@ -42,12 +43,15 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
         for c in BIAS_CHECKS:
             if flags[c]:
                 context.log.warning(f"bias_report[{batch}] {c}: {report.findings(c)}")
+        for u in report.unchecked:  # in the metadata, not in the contract: said, never silently ignored
+            context.log.warning(f"bias_report[{batch}] attribute {u.describe()}")
         home.publish("reports", batch, context.log)
         return dg.MaterializeResult(
             check_results=results,
             metadata={"report": dg.MetadataValue.md(md), "flags": flags,
                       "reference_batches": report.reference_batches, "reference_images": report.reference_images,
                       "near_duplicate_share": round(report.near_duplicates.share, 4),
+                      "unchecked_attributes": [u.attribute for u in report.unchecked],
                       "json": dg.MetadataValue.path(str(out / "bias.json"))},
         )
 

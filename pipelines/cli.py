@@ -14,9 +14,14 @@
     sslpipe lineage --image PATH|SHA256 [--json]                    which batch, shard and models hold an image
     (pipelines/review_cli.py and pipelines/lineage_cli.py; they take --home and --config as run does)
 
-Exit status: 0 when every run succeeded and no blocking check failed; 1 when a blocking check or a
-step failed (each named, with why) or the disk is full (one line: where, and how much is free); 2 for bad
-arguments or settings.
+`run` and `demo` end with a results table (the new model beside raw pixels, a random-init encoder and the
+champion: kNN k=20, linear with its 95% interval, linear with 10% of the labels), the gate's decision in one
+line (a WARNING with the failed checks when it did not pass) and the next commands (pipelines/results.py).
+
+Exit status: 0 when every run succeeded and no blocking check failed, also when the registered version did
+not pass the gate (a WARNING line says so); 1 when a blocking check or a step failed (each named, with why) or
+the disk is full (one line: where, and how much is free); 2 for bad arguments or settings; 3, only with
+--strict, when all ran but the registered version was not promoted (the gate failed).
 """
 
 from __future__ import annotations
@@ -29,6 +34,21 @@ from ssl_ops.escape import terminal  # stdlib only: cheap to import
 
 # Heavy imports (dagster, torch via webdataset) happen inside the commands: ingestion's worker processes
 # are spawned and re-import this entry module, so it must stay cheap to import.
+
+
+STRICT_HELP = ("exit 3 (instead of 0) when everything ran but the registered version did not pass the gate (not "
+               "promoted); 1 and 2 keep their meaning")
+
+
+EXIT_EPILOG = """It ends with a results table (the new model beside raw pixels, a random-init encoder and the
+champion), the gate's decision and the next commands.
+
+exit status:
+  0  every run succeeded and no blocking check failed; also when the registered version did not pass
+     the gate and was not promoted (a WARNING line says so and why)
+  1  a blocking check or a step failed (each named, with why), or the disk is full
+  2  bad arguments or settings
+  3  only with --strict: everything ran, but the registered version did not pass the gate"""
 
 
 def _settings(a: argparse.Namespace):
@@ -64,7 +84,8 @@ def _demo_config(root) -> str:
     return str(p)
 
 
-def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
+def _run(s, select: str | None, batches: str | None, verbose: bool, strict: bool = False) -> int:
+    from pipelines.results import STRICT_EXIT, end_of_run
     from pipelines.runner import run_pipeline
 
     t0 = time.time()
@@ -74,12 +95,13 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
     failed = [o for o in outcomes if o.errors]
     print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {terminal(s.home.root)}; "
           f"see them (and turn the sensors on) with:\n  {terminal(dagster_dev_command(s))}")
-    if any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
-        from pipelines.settings import resources_for
+    end = end_of_run(s, outcomes)
+    if end is not None:
+        print("\n".join(end.lines))
+    elif any(a in o.materialized for o in outcomes for a in ("ssl_encoder", "registered_model")):
+        from pipelines.results import mlflow_where
 
-        print(f"training runs and registered models: {resources_for(s)['mlflow'].ui_command()}")
-    if any("registered_model" in o.materialized for o in outcomes):
-        _say_review(s)
+        print(f"training runs and registered models: {terminal(mlflow_where(s))}")
     if blocked or failed:
         for o, c in blocked:
             print(f"BLOCKED: {c.asset}:{c.check} ({terminal(o.partition or 'global')}): {terminal(c.why)}", file=sys.stderr)
@@ -87,31 +109,14 @@ def _run(s, select: str | None, batches: str | None, verbose: bool) -> int:
             for e in o.errors:
                 print(f"FAILED: {o.job} ({terminal(o.partition or 'global')}): {terminal(e)}", file=sys.stderr)
         return 1
+    if end is not None and end.not_promoted:
+        if strict:
+            print(f"exit status {STRICT_EXIT} (--strict): the run went well but version {terminal(end.gate.version)} "
+                  f"was not promoted")
+            return STRICT_EXIT
+        print(f"exit status 0: the run went well, but version {terminal(end.gate.version)} was not promoted "
+              f"(with --strict this exits {STRICT_EXIT})")
     return 0
-
-
-def _say_review(s) -> None:
-    """After a registration: what became of the version, and the commands a reviewer runs next (exactly as
-    they work: quoted for the shell)."""
-    import shlex
-
-    from assets.records import read_record
-
-    rec = read_record(s.home.root, "registered_model")
-    if rec is None:
-        return
-    home = shlex.quote(str(s.home.root)) + (f" --config {shlex.quote(s.config_file)}" if s.config_file else "")
-    spec = shlex.quote(f"{rec.model_name}@{rec.version}")
-    if rec.review == "pending":
-        print(f"version {rec.version} of {terminal(rec.model_name)} passed the gate and is the candidate; champion "
-              f"moves when a person approves it:\n  sslpipe review {shlex.quote(rec.model_name)} --home {home}\n"
-              f"  sslpipe approve {spec} --reason 'reviewed: ...' --home {home}\n"
-              f"  sslpipe reject {spec} --reason '...' --home {home}")
-    elif rec.review == "approved":
-        print(f"version {rec.version} of {terminal(rec.model_name)} is the champion")
-    elif rec.review == "gate_failed":
-        print(f"version {rec.version} of {terminal(rec.model_name)} did not pass the gate (see its model card); the "
-              f"champion is unchanged")
 
 
 def _demo_to_storage(s, write_demo) -> dict:
@@ -181,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sslpipe", description="Self-supervised pretraining pipeline on Dagster.")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="register new landing batches and materialize the selected assets")
+    run = sub.add_parser("run", help="register new landing batches and materialize the selected assets",
+                         epilog=EXIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--home", help="state folder (default $SSLPIPE_HOME or ./.sslpipe)")
     run.add_argument("--landing", help="landing folder, one sub-folder per batch (default <home>/landing)")
     run.add_argument("--eval", help="labeled eval set (default <home>/eval)")
@@ -189,10 +195,13 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--select", help="comma-separated asset names (default: the whole graph)")
     run.add_argument("--batches", help="comma-separated batch names (default: every batch in the landing folder)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's debug log")
-    demo = sub.add_parser("demo", help="write the embedded digits dataset into the home and run the whole graph")
+    run.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    demo = sub.add_parser("demo", help="write the embedded digits dataset into the home and run the whole graph",
+                          epilog=EXIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--home", help="state folder (default $SSLPIPE_HOME or ./.sslpipe)")
     demo.add_argument("--config", help="YAML config, as for run")
     demo.add_argument("-v", "--verbose", action="store_true")
+    demo.add_argument("--strict", action="store_true", help=STRICT_HELP)
     ver = sub.add_parser("verify", help="check every manifest, shard index and shard of a home; says how to "
                                         "rebuild what is damaged (exit 0: intact, 1: damaged, 2: bad arguments)")
     ver.add_argument("--home", help="state folder (default $SSLPIPE_HOME or ./.sslpipe)")
@@ -242,8 +251,8 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"approval: {approval}" + (" (the demo's config, so that the gate's pass makes the champion at "
                                              "once; `sslpipe run` waits for a reviewer: sslpipe review / approve)"
                                              if approval == "auto" else " (champion moves when you run sslpipe approve)"))
-            return _run(s, None, None, a.verbose)
-        return _run(s, a.select, a.batches, a.verbose)
+            return _run(s, None, None, a.verbose, a.strict)
+        return _run(s, a.select, a.batches, a.verbose, a.strict)
     except (SettingsError, ContractError, FileNotFoundError) as e:
         print(f"sslpipe: {terminal(str(e))}", file=sys.stderr)
         return 2

@@ -1,8 +1,15 @@
 """Assemble a batch's bias report (JSON + Markdown) from a manifest and earlier batches' manifests.
 
-    report = bias_report("b1", manifest, reference, contract.bias, groups={"domain": (0.2, ())})
+    report = bias_report("b1", manifest, reference, contract.bias, groups={"domain": (0.2, ())},
+                         declared=contract.required_attributes)
     report.flags  # {"group_representation": True, "attribute_drift": False, ...}
+    report.unchecked  # sidecar attributes the contract does not declare: their shares, "not checked"
     report.to_markdown()  # bias.md: every value from the data escaped (ssl_ops.escape)
+
+An attribute in the batch's metadata.csv / metadata.jsonl that the contract neither lists under
+attributes.groups nor under attributes.required is not silently ignored: the report lists it with its
+values' shares (the most frequent UNCHECKED_TOP_VALUES, the rest summed) as "not checked: declare it in the
+contract to enforce a minimum share". It flags nothing: no check fails for it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,34 @@ from ssl_ops.manifest import ATTR_PREFIX
 
 IMAGE_STATS = ("width", "height", "bytes", "brightness", "contrast")
 MIN_REFERENCE = 20  # reference images needed before drift is measured
+UNCHECKED_TOP_VALUES = 10  # values of an undeclared attribute listed by name (the most frequent); the rest summed
+NOT_CHECKED = "not checked: declare it in the contract to enforce a minimum share"
+
+
+@dataclass
+class UncheckedAttribute:
+    """A sidecar attribute the contract does not declare: its values' shares, for the reader; no check on it."""
+    attribute: str
+    distinct: int  # distinct values (missing counted as one, MISSING)
+    counts: dict[str, int]  # the most frequent values -> images
+    shares: dict[str, float]  # the same values -> share of the batch (0..1)
+    other_values: int = 0  # distinct values not listed
+    other_share: float = 0.0  # their share of the batch together
+
+    def describe(self, esc: Callable[[object], str] = str) -> str:
+        """One line: `attr: v1 50.0%, v2 30.0%, ... (+K more values, 20.0%) - not checked: ...`."""
+        vals = ", ".join(f"{esc(v)} {s:.1%}" for v, s in self.shares.items())
+        more = f" (+{self.other_values} more values, {self.other_share:.1%})" if self.other_values else ""
+        return f"{esc(self.attribute)}: {vals}{more} - {NOT_CHECKED}"
+
+
+def unchecked_attribute(attribute: str, values: list, top: int = UNCHECKED_TOP_VALUES) -> UncheckedAttribute:
+    g = group_shares(attribute, values, 0.0)
+    ranked = sorted(g.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    keep, rest = ranked[:top], ranked[top:]
+    n = max(len(values), 1)
+    return UncheckedAttribute(attribute, len(ranked), dict(keep), {v: c / n for v, c in keep}, len(rest),
+                              sum(c for _, c in rest) / n)
 
 
 @dataclass
@@ -35,6 +70,7 @@ class BiasReport:
     image_drift: list[Drift]
     near_duplicates: NearDuplicates
     notes: list[str] = field(default_factory=list)
+    unchecked: list[UncheckedAttribute] = field(default_factory=list)  # attributes the contract does not declare
 
     @property
     def flags(self) -> dict[str, bool]:
@@ -49,7 +85,11 @@ class BiasReport:
         if check == "group_representation":
             bad = [f"{esc(g.attribute)}={esc(v)} {g.shares[v]:.1%} < {g.min_share:.0%}" for g in self.groups
                    for v in g.under]
-            return "; ".join(bad) or f"all {sum(len(g.shares) for g in self.groups)} group values at or above their minimum share"
+            ok = "; ".join(bad) or f"all {sum(len(g.shares) for g in self.groups)} group values at or above their minimum share"
+            if self.unchecked:
+                ok += (f"; {', '.join(esc(u.attribute) for u in self.unchecked)} not checked (not declared in the "
+                       "contract)")
+            return ok
         if check in ("attribute_drift", "image_drift"):
             ds = getattr(self, check)
             if not ds:
@@ -82,6 +122,16 @@ class BiasReport:
                       "| value | images | share |", "|---|---|---|"]
             lines += [f"| {md_text(v)}{' **(under)**' if v in g.under else ''} | {g.counts[v]} | {g.shares[v]:.1%} |"
                       for v in g.counts]
+        if self.unchecked:
+            lines += ["", "## Attributes not checked", "",
+                      "The batch's metadata has these attributes; the contract does not declare them, so no minimum "
+                      "share is enforced. Declare one under `attributes.groups` in the contract to enforce a minimum "
+                      "share.", ""]
+            for u in self.unchecked:
+                lines += [f"- {md_code(u.attribute)} ({u.distinct} distinct values): " + ", ".join(
+                    f"{md_text(v)} {u.shares[v]:.1%}" for v in u.counts)
+                          + (f" (+{u.other_values} more values, {u.other_share:.1%})" if u.other_values else "")
+                          + f": {NOT_CHECKED}"]
         drifts = self.attribute_drift + self.image_drift
         if drifts:
             lines += ["", "## Drift against the reference", "", "| feature | PSI | test | statistic | p-value | drifted |",
@@ -98,8 +148,10 @@ class BiasReport:
 
 
 def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thresholds: BiasRules,
-                groups: dict[str, tuple[float, tuple[str, ...]]]) -> BiasReport:
-    """groups: attribute -> (min_share, expected values). reference: earlier batches' manifests, concatenated."""
+                groups: dict[str, tuple[float, tuple[str, ...]]], declared: tuple[str, ...] | list[str] = ()) -> BiasReport:
+    """groups: attribute -> (min_share, expected values). reference: earlier batches' manifests, concatenated.
+    declared: the contract's other attributes (attributes.required); any other sidecar attribute of the batch is
+    listed as not checked."""
     notes = []
     cols = manifest.column_names
     shares = []
@@ -110,6 +162,9 @@ def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thre
         else:
             values = manifest.column(ATTR_PREFIX + g).to_pylist()
         shares.append(group_shares(g, values, min_share, expected))
+    known = set(groups) | set(declared)
+    unchecked = [unchecked_attribute(c[len(ATTR_PREFIX):], manifest.column(c).to_pylist())
+                 for c in cols if c.startswith(ATTR_PREFIX) and c[len(ATTR_PREFIX):] not in known]
 
     ref_batches = sorted(set(reference.column("batch").to_pylist())) if reference is not None else []
     ref_n = reference.num_rows if reference is not None else 0
@@ -133,4 +188,5 @@ def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thre
                          reference.column("phash").to_numpy() if ref_n else None,
                          contrast=manifest.column("contrast").to_numpy(),
                          ref_contrast=reference.column("contrast").to_numpy() if ref_n else None)
-    return BiasReport(batch, manifest.num_rows, ref_batches, ref_n, shares, attr_drift, img_drift, nd, notes)
+    return BiasReport(batch, manifest.num_rows, ref_batches, ref_n, shares, attr_drift, img_drift, nd, notes,
+                      unchecked)

@@ -80,7 +80,9 @@ def bias_summary(batch: str, d: dict | None) -> dict:
                                                        "cross_batch_count", "flagged", "flat_images")}
                                | {"examples": [c[:4] for c in (nd.get("clusters") or [])[:3]],
                                   "cross_examples": (nd.get("cross_batch") or [])[:3]},
-            "notes": d.get("notes", [])}
+            "notes": d.get("notes", []),
+            "unchecked": [{k: u.get(k) for k in ("attribute", "distinct", "shares", "other_values", "other_share")}
+                          for u in d.get("unchecked") or []]}
 
 
 def build_comparison(model: str, subject: dict | None, champion: dict | None, bias: dict[str, dict | None],
@@ -183,6 +185,10 @@ def _bias_lines(b: dict) -> list[str]:
         shares = ", ".join(f"{v}={s:.1%}" for v, s in g["shares"].items())
         under = f"; under {g['min_share']:.0%}: {', '.join(g['under'])}" if g["under"] else ""
         out.append(f"group {g['attribute']}: {shares}{under}")
+    for u in b.get("unchecked") or []:  # attributes of the batch that the contract does not declare
+        more = f" (+{u['other_values']} more values, {u['other_share']:.1%})" if u.get("other_values") else ""
+        out.append(f"attribute {u['attribute']}: " + ", ".join(f"{v}={s:.1%}" for v, s in u["shares"].items())
+                   + f"{more}; not checked: declare it in the contract to enforce a minimum share")
     if not b["drift_measured"]:
         out.append(next((n for n in b["notes"] if n.startswith("drift")), "drift: not measured"))
     elif b["drifted"]:

@@ -28,6 +28,7 @@ from ssl_ops.probes import probe_features, probe_split
 SCRIPT, IMG = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"
 BATCH = "b`<img src=y onerror=alert(2)>"
 GROUP_VALUES = ["photo (dslr)", "art+painting", "site#3", "a,b", "x&y"]
+UNDECLARED = "__camera__"  # a sidecar column the contract does not declare (names are identifiers: emphasis in Markdown)
 
 
 class Elements(HTMLParser):
@@ -55,7 +56,9 @@ def test_batch_assets_escape_a_hostile_batch_and_hostile_values(tmp_path):
     for i in range(6):
         write(d / f"{i}.jpg", jpeg_bytes(i))
     vals = [SCRIPT, IMG, "a|b|c", "tick`s", SCRIPT, IMG]
-    (d / "metadata.csv").write_text("path,domain\n" + "".join(f'{i}.jpg,"{v}"\n' for i, v in enumerate(vals)))
+    cams = [IMG, "cam|1", IMG, "cam|1", IMG, "\x1b[2Jcam"]  # an attribute the contract does not declare
+    (d / "metadata.csv").write_text(f'path,domain,"{UNDECLARED}"\n' + "".join(
+        f'{i}.jpg,"{v}","{cam}"\n' for i, (v, cam) in enumerate(zip(vals, cams))))
     c = tmp_path / "c.yaml"
     c.write_text((CONTRACTS_DIR / "unlabeled_images.yaml").read_text().replace(
         "  groups: {}", "  groups: {domain: {min_share: 0.3}}"))
@@ -77,6 +80,14 @@ def test_batch_assets_escape_a_hostile_batch_and_hostile_values(tmp_path):
     assert BATCH in text and SCRIPT in text and IMG in text and "a|b|c" in text and "tick`s" in text
     group_table = md.split("## Group")[1].split("\n\n")[1].splitlines()[2:]  # the rows under its header
     assert len(group_table) == 4 and all(r.count("|") == 4 for r in group_table), group_table
+    # the undeclared attribute: listed with its shares as not checked, escaped, in the report and the metadata
+    assert f"{UNDECLARED} (3 distinct values): {IMG} 50.0%, cam|1 33.3%, \\x1b[2Jcam 16.7%: not checked: declare it " \
+           "in the contract to enforce a minimum share" in text
+    assert "\x1b" not in md and "<strong>camera</strong>" not in rendered
+    meta = result.asset_materializations_for_node("bias_report")[0].metadata
+    assert meta["unchecked_attributes"].value == [UNDECLARED]
+    saved = json.loads((root / "reports" / BATCH / "bias.json").read_text())
+    assert saved["unchecked"][0]["shares"] == {IMG: 0.5, "cam|1": 2 / 6, "\x1b[2Jcam": 1 / 6}
 
     pages = list((root / "reports" / BATCH / "data_docs").rglob("*.html"))
     assert pages

@@ -52,7 +52,7 @@ def rounds(tmp_path_factory):
     pass makes it the candidate and at once the champion, approved by nobody but the config.
     Round 3: a 1-step encoder on the same three batches with a human-approval config: registered, fails the gate
     against the champion: stays challenger, never the candidate; a reviewer cannot approve it without --force.
-    Round 4: round 3 again: nothing new registered."""
+    Round 4: round 3 again, with --strict: nothing new registered; exit 3 (version 3 is not promoted)."""
     yield _rounds(tmp_path_factory)
 
 
@@ -62,29 +62,35 @@ def _rounds(tmp_path_factory) -> dict:
     write_demo(Home.resolve(home).ensure())
     shutil.move(home / "landing" / "demo-003", tmp / "demo-003")
     one = write_config(tmp / "one.yaml", ONE_STEP)
-    codes = [main(["run", "--home", str(home), "--config", str(one)])]
-    capsys = io.StringIO()
+    outs, codes = [], []
+
+    def run(argv: list[str]) -> None:  # each round's stdout kept: the results table at its end is tested
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            codes.append(main(argv))
+        outs.append(buf.getvalue())
+
+    run(["run", "--home", str(home), "--config", str(one)])
     os.environ.pop("SSLPIPE_CONFIG", None)  # round 1 exported it in this process; a user's new shell has none
-    with contextlib.redirect_stdout(capsys):
-        codes.append(main(["demo", "--home", str(home)]))  # writes demo-003 again; shipped defaults throughout
+    run(["demo", "--home", str(home)])  # writes demo-003 again; shipped defaults throughout
     human = write_config(tmp / "human.yaml", ONE_STEP, {"approval": "human"})
-    codes.append(main(["run", "--home", str(home), "--config", str(human)]))
-    codes.append(main(["run", "--home", str(home), "--config", str(human)]))
+    run(["run", "--home", str(home), "--config", str(human)])
+    run(["run", "--home", str(home), "--config", str(human), "--strict"])  # reused, not promoted: exit 3
     client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     before = {k: str(v) for k, v in client.get_registered_model("ssl-encoder").aliases.items()}
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         approve = main(["approve", "ssl-encoder@3", "--reason", "looks fine to me", "--reviewer", "ana",
                         "--home", str(home), "--config", str(human)])
-    return {"home": home, "codes": codes, "client": client, "demo_out": capsys.getvalue(), "aliases_before": before,
-            "approve": (approve, err.getvalue())}
+    return {"home": home, "codes": codes, "client": client, "demo_out": outs[1], "outs": outs,
+            "aliases_before": before, "approve": (approve, err.getvalue()), "configs": (one, human)}
 
 
 def test_the_demo_trains_on_every_batch_with_the_shipped_default_and_ends_with_a_champion(rounds):
     home, out = rounds["home"], rounds["demo_out"]
     assert "registered 1 new batch(es): demo-003" in out, out
     assert "materialized eval_leakage, ssl_encoder, probe_report, registered_model" in out, out
-    assert out.rstrip().endswith("version 2 of ssl-encoder is the champion"), out
+    assert "GATE: passed; version 2 of ssl-encoder is the champion (registry.approval: auto)" in out, out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     # no --config: the demo writes its own, auto approval, and says so
     assert "approval: auto (the demo's config" in out
@@ -113,7 +119,7 @@ def history(client) -> list[dict]:
 
 
 def test_gate_promotes_the_better_model_and_refuses_worse_ones_with_the_reason_in_their_card(rounds):
-    assert rounds["codes"] == [0, 0, 0, 0]  # a failed gate is a decision, not a failure
+    assert rounds["codes"] == [0, 0, 0, 3]  # a failed gate is a decision, not a failure (exit 3 only with --strict)
     client = rounds["client"]
     v = versions(client)
     assert sorted(v) == ["1", "2", "3"]  # round 4 registered nothing new
@@ -230,3 +236,56 @@ def test_the_registered_model_loads_in_a_fresh_process_and_embeds_like_the_train
         want = extract_features(encoder, torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous(), meta["image_size"])
         assert got.dtype == np.float32 and got.shape == (len(x), want.shape[1]), name
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _end(out: str) -> str:
+    """What a run prints after its runs: the results table, the gate's line and the next commands."""
+    return out[out.index("RESULTS on the eval set"):]
+
+
+def test_each_run_ends_with_the_results_table_the_gate_line_and_commands_that_work(rounds, tmp_path):
+    """sslpipe run / demo end with the table from this run's probe report (the figures of the report file itself),
+    the gate's decision (a WARNING with the failed checks when not promoted), the reused case said, and commands
+    that work as printed."""
+    home, outs = rounds["home"], rounds["outs"]
+    demo = _end(outs[1])
+    rec = json.loads((home / "records" / "probe_report.json").read_text())["value"]
+    for out, version in ((demo, "2"),):
+        lines = out.splitlines()
+        row = next(ln for ln in lines if ln.strip().startswith(f"new model: version {version} of ssl-encoder"))
+        assert "(the champion)" in row
+        reports = [json.loads(p.read_text()) for p in (home / "models").glob("*/probe/*.json")]
+        rep = next(r for r in reports if r["run_key"] == rounds["client"].get_model_version(
+            "ssl-encoder", version).tags["sslpipe.run_key"])
+        m = rep["model"]
+        assert f"{100 * m['knn20']:.1f}%" in row and f"{100 * m['linear']:.1f}% [{100 * m['linear_ci'][0]:.1f}, " in row
+        assert f"{100 * m['label_fractions']['0.1']['mean']:.1f}%" in row
+        raw = next(ln for ln in lines if ln.strip().startswith("raw pixels"))
+        assert f"{100 * rep['raw_pixels']['linear']:.1f}%" in raw
+        assert any(ln.strip().startswith("random init") for ln in lines)
+    assert "GATE: passed; version 2 of ssl-encoder is the champion (registry.approval: auto)" in demo
+    assert "WARNING" not in demo and "exit status" not in demo
+    assert f"--config {home / 'demo.yaml'}" in demo and f"SSLPIPE_HOME={home}" in demo  # not the default home
+    assert "mlflow ui --backend-store-uri sqlite:///" in demo and ":5000" not in demo
+
+    first = _end(outs[0])  # 1 step, no champion: must beat both baselines, does not
+    assert "WARNING: version 1 of ssl-encoder did NOT pass the gate and was not promoted: baselines: " in first
+    assert "the first champion must beat both; there is no champion yet" in first
+    assert first.rstrip().endswith("exit status 0: the run went well, but version 1 was not promoted (with --strict "
+                                   "this exits 3)")
+    third = _end(outs[2])  # against the champion, beside it in the table
+    assert "champion (version 2)" in third and "WARNING: version 3 of ssl-encoder did NOT pass the gate" in third
+    assert "primary_metric: linear" in third and "the champion is still version 2" in third
+    fourth = _end(outs[3])  # the same encoder again, --strict: reused, said, exit 3
+    assert "training reused: nothing new was registered; these are the figures of version 3" in fourth
+    assert "version 3 of ssl-encoder" in fourth and "champion (version 2)" in fourth
+    assert fourth.rstrip().endswith("exit status 3 (--strict): the run went well but version 3 was not promoted")
+    assert rec["run_key"] == rounds["client"].get_model_version("ssl-encoder", "3").tags["sslpipe.run_key"]
+
+    # the printed "see why" command, run as printed in a shell from another folder, reviews version 3 of this home
+    why = next(ln for ln in third.splitlines() if "see why:" in ln).split("see why:", 1)[1].strip()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("SSLPIPE_HOME", None)
+    env.pop("SSLPIPE_CONFIG", None)
+    r = subprocess.run(["bash", "-c", why], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "GATE FAILED against the champion" in r.stdout, (why, r.stdout[-2000:], r.stderr[-2000:])

@@ -89,3 +89,61 @@ def test_flat_images_are_not_near_duplicates_of_each_other():
     assert time.perf_counter() - t < 5
     assert nd.clusters == [] and nd.cluster_count == 1 and nd.images_in_clusters == 2  # keep=0: counted, not listed
     assert nd.flat_images == n - 10 and not nd.flagged
+
+
+HOSTILE_ATTR = "site<script>alert(1)</script>\x1b[2J|`"
+HOSTILE_VALUES = ["<img src=x onerror=alert(1)>", "\x1b[31mred\x1b[0m", "a|b`c\nnext", "bidi\u202eevil"]
+
+
+def sidecar_manifest(n: int, attrs: dict[str, list]) -> pa.Table:
+    schema = accepted_schema(sorted(attrs))
+    rows = {"sample_id": [f"{i:064d}" for i in range(n)], "batch": ["b"] * n, "path": [f"{i}.jpg" for i in range(n)],
+            "bytes": [1000] * n, "format": ["JPEG"] * n, "width": [32] * n, "height": [32] * n, "mode": ["RGB"] * n,
+            "phash": np.random.default_rng(0).integers(0, 2**63, n, dtype=np.uint64), "brightness": [100.0] * n,
+            "contrast": [40.0] * n, **{f"attr_{k}": v for k, v in attrs.items()}}
+    return pa.table(rows, schema=schema)
+
+
+def test_attributes_the_contract_does_not_declare_are_listed_with_their_shares_as_not_checked():
+    import json
+    import re
+
+    from ssl_ops.bias.report import NOT_CHECKED
+    from ssl_ops.escape import md_code, md_text, terminal
+    from ssl_ops.review.compare import _bias_lines, bias_summary
+
+    n = 40
+    site = [HOSTILE_VALUES[0]] * 20 + [HOSTILE_VALUES[1]] * 12 + [HOSTILE_VALUES[2]] * 6 + [None] * 2
+    ids = [f"id{i}" for i in range(n)]  # 40 distinct values: the 10 most frequent named, the rest summed
+    m = sidecar_manifest(n, {"domain": ["x", "y"] * 20, HOSTILE_ATTR: site, "camera_id": ids, "label": ["l"] * n})
+    r = bias_report("b", m, None, BiasRules(), {"domain": (0.2, ())}, declared=("label",))
+    assert [u.attribute for u in r.unchecked] == sorted([HOSTILE_ATTR, "camera_id"])  # not domain, not label
+    u = next(u for u in r.unchecked if u.attribute == HOSTILE_ATTR)
+    assert u.shares == {HOSTILE_VALUES[0]: 0.5, HOSTILE_VALUES[1]: 0.3, HOSTILE_VALUES[2]: 0.15, "(missing)": 0.05}
+    assert u.distinct == 4 and u.other_values == 0
+    ids_u = next(u for u in r.unchecked if u.attribute == "camera_id")
+    assert len(ids_u.shares) == 10 and ids_u.distinct == 40 and ids_u.other_values == 30
+    assert ids_u.other_share == pytest.approx(0.75)
+    assert not r.flags["group_representation"]  # listed, not flagged: nothing to check them against
+    assert "not checked (not declared in the contract)" in r.findings("group_representation")
+
+    md = r.to_markdown()
+    assert "## Attributes not checked" in md and md.count(NOT_CHECKED) == 2
+    assert md_code(HOSTILE_ATTR) in md and md_text(HOSTILE_VALUES[0]) + " 50.0%" in md
+    rest = md.replace(md_code(HOSTILE_ATTR), "")  # a code span shows its text literally: markup in it is inert
+    assert "<script>" not in rest and "<img" not in rest and "\x1b" not in md and "\u202e" not in md
+    assert "(+30 more values, 75.0%)" in md
+    d = json.loads(r.to_json())
+    assert [x["attribute"] for x in d["unchecked"]] == sorted([HOSTILE_ATTR, "camera_id"])
+
+    # `sslpipe review` shows them beside the groups (text through terminal(), HTML escaped)
+    lines = _bias_lines(bias_summary("b", d))
+    line = next(ln for ln in lines if ln.startswith(f"attribute {HOSTILE_ATTR}"))
+    assert line.endswith("; " + NOT_CHECKED) and f"{HOSTILE_VALUES[1]}=30.0%" in line
+    shown = terminal(line)
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e]", shown) and "\\x1b[31mred" in shown
+
+    # no undeclared attribute: nothing listed
+    plain = bias_report("b", sidecar_manifest(n, {"domain": ["x", "y"] * 20}), None, BiasRules(), {"domain": (0.2, ())})
+    assert plain.unchecked == [] and "Attributes not checked" not in plain.to_markdown()
+    assert "not checked" not in plain.findings("group_representation")
