@@ -92,7 +92,7 @@ def _run(s, select: str | None, batches: str | None, verbose: bool, strict: bool
     outcomes = run_pipeline(s, select=select, only_batches=[b for b in (batches or "").split(",") if b] or None,
                             log_level="DEBUG" if verbose else "INFO")
     blocked = [(o, c) for o in outcomes for c in o.blocked]
-    failed = [o for o in outcomes if o.errors]
+    failed = [o for o in outcomes if o.errors or (not o.success and not o.blocked)]  # a killed run has no error
     print(f"\n{len(outcomes)} run(s) in {time.time() - t0:.1f}s; home {terminal(s.home.root)}; "
           f"see them (and turn the sensors on) with:\n  {terminal(dagster_dev_command(s))}")
     end = end_of_run(s, outcomes)
@@ -106,7 +106,7 @@ def _run(s, select: str | None, batches: str | None, verbose: bool, strict: bool
         for o, c in blocked:
             print(f"BLOCKED: {c.asset}:{c.check} ({terminal(o.partition or 'global')}): {terminal(c.why)}", file=sys.stderr)
         for o in failed:
-            for e in o.errors:
+            for e in o.errors or [f"the run did not succeed (killed or terminated?); see run {o.run_id} in the UI"]:
                 print(f"FAILED: {o.job} ({terminal(o.partition or 'global')}): {terminal(e)}", file=sys.stderr)
         return 1
     if end is not None and end.not_promoted:
