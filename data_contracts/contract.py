@@ -22,6 +22,15 @@ LINK_POLICIES = ("inside", "follow")  # batch.links; the same names as ssl_ops.i
 ARROW_TYPES = ("string", "int32", "int64", "uint64", "float", "double", "bool")
 
 
+# Mean absolute difference (grey levels, 0..255) of two images' 32x32 luminance thumbnails, after matching
+# brightness and contrast, at or below which a pHash match is confirmed as a copy (ssl_ops.pixel_match).
+# Chosen from measurements (bench/phash_confirm.py): re-encoded, resized, brightened/darkened 15%, contrast
+# x1.3, desaturated or grey copies of face photos stay at or under 8.4; different people's aligned face photos
+# within 12 pHash bits start at 19.6 (the same person in two shots of one session: 9.7-18.8); CIFAR-10's
+# test/train pHash pairs within 4 bits: 75% at or under 16, the rest shifted or rescaled crops of a scene.
+MAX_PIXEL_DIFFERENCE = 16.0
+
+
 class ContractError(ValueError):
     """A contract file that cannot be used; the message names the file and the key to fix."""
 
@@ -49,6 +58,9 @@ class BiasRules:
     p_value_min: float = 0.001
     near_duplicate_bits: int = 4
     near_duplicate_max_share: float = 0.05
+    # grey levels (0..255): a pHash pair is a near duplicate only when its mean pixel difference (32x32
+    # luminance, brightness and contrast matched; ssl_ops.pixel_match) is at or below this
+    near_duplicate_max_pixel_difference: float = MAX_PIXEL_DIFFERENCE
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,9 @@ class Contract:
     checks: dict[str, str]  # check name -> "block" | "warn"
     labels: LabelRules | None = None
     leakage_bits: int | None = None
+    # grey levels (0..255): a pHash match is a leak (and a copy left out of the shards) only when its mean
+    # pixel difference (ssl_ops.pixel_match) is at or below this
+    leakage_max_pixel_difference: float = MAX_PIXEL_DIFFERENCE
     links: str = "inside"  # landing policy for symbolic links: one of LINK_POLICIES
     source: str = ""  # the file it was loaded from
     digest: str = ""  # sha256 of the file's bytes
@@ -183,6 +198,8 @@ def load_contract(name_or_path: str | Path) -> Contract:
     _range(wb, "p_value_min", bias.p_value_min, 0, 1)
     _range(wb, "near_duplicate_bits", bias.near_duplicate_bits, 0, 63, what=" (bits of a 64-bit pHash)")
     _range(wb, "near_duplicate_max_share", bias.near_duplicate_max_share, 0, 1)
+    _range(wb, "near_duplicate_max_pixel_difference", bias.near_duplicate_max_pixel_difference, 0, 255,
+           what=" (grey levels: mean pixel difference that confirms a pHash match)")
     checks = _get(d, "checks", dict, w)
     for c, sev in checks.items():
         if c not in KNOWN_CHECKS:
@@ -197,14 +214,17 @@ def load_contract(name_or_path: str | Path) -> Contract:
         _range(f"{w}: labels", "min_classes", labels.min_classes, 1)
         _range(f"{w}: labels", "min_per_class", labels.min_per_class, 1)
     leak = _get(d, "leakage", dict, w, {})
-    _only(leak, {"near_duplicate_bits"}, f"{w}: leakage")
+    _only(leak, {"near_duplicate_bits", "max_pixel_difference"}, f"{w}: leakage")
     leak_bits = _get(leak, "near_duplicate_bits", int, f"{w}: leakage", None)
     if leak_bits is not None:
         _range(f"{w}: leakage", "near_duplicate_bits", leak_bits, 0, 63, what=" (bits of a 64-bit pHash)")
+    leak_px = _get(leak, "max_pixel_difference", float, f"{w}: leakage", MAX_PIXEL_DIFFERENCE)
+    _range(f"{w}: leakage", "max_pixel_difference", leak_px, 0, 255,
+           what=" (grey levels: mean pixel difference that confirms a pHash match)")
     return Contract(
         name=_get(d, "contract", str, w), version=str(_get(d, "version", (str, int, float), w)),
         description=str(d.get("description", "")), manifest=dict(manifest), images=images,
         min_images=min_images, links=links,
         required_attributes=tuple(_get(attrs, "required", list, w, []) or ()), groups=groups, bias=bias,
-        checks=dict(checks), labels=labels, leakage_bits=leak_bits,
+        checks=dict(checks), labels=labels, leakage_bits=leak_bits, leakage_max_pixel_difference=leak_px,
         source=str(p.resolve()), digest=hashlib.sha256(text).hexdigest(), raw=d)
