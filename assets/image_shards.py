@@ -51,7 +51,7 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
         manifest = read_manifest(h.accepted_path(batch))
         require_gates_passed(h, batch, table_digest(manifest))
         home.stage_batch(batch)  # with a prefix: the landing copy the manifest was made from (usually in place)
-        matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": FolderSource(h.batch_dir(batch))}, max_px)
+        matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": FolderSource(h.batch_dir)}, max_px)
         not_copies: list[dict] = []
         exclude = eval_copies(eval_images, manifest, bits, matcher, not_copies)
         if not_copies:

@@ -130,7 +130,7 @@ def copies_of_eval(eval_manifest: pa.Table, train: pa.Table, max_bits: int, matc
 
     The other direction from find_leaks (which reports each eval image once): here each training image
     appears once, with its closest eval image, so that all copies can be left out of training. matcher:
-    sources "eval" (sample id, eval path) and "train" (sample id, the row's path); pHash matches it rejects
+    sources "eval" (sample id, eval path) and "train" (sample id, "<batch>/<path>"); pHash matches it rejects
     are not copies and are appended to `unconfirmed` (when given) as {"sample_id", "path", "matches", "bits",
     "difference", "raw"}.
     """
@@ -139,6 +139,7 @@ def copies_of_eval(eval_manifest: pa.Table, train: pa.Table, max_bits: int, matc
     e_ids, e_paths = eval_manifest.column("sample_id").to_pylist(), eval_manifest.column("path").to_pylist()
     e_by_id = dict(zip(e_ids, e_paths))
     t_ids, t_paths = train.column("sample_id").to_pylist(), train.column("path").to_pylist()
+    t_names = [f"{b}/{p}" for b, p in zip(train.column("batch").to_pylist(), t_paths)]
     best: dict[int, dict] = {i: {"matches": e_by_id[s], "bits": 0} for i, s in enumerate(t_ids) if s in e_by_id}
     exact = set(best)
     e_use, t_use = _hashable_rows(eval_manifest), _hashable_rows(train)
@@ -149,7 +150,7 @@ def copies_of_eval(eval_manifest: pa.Table, train: pa.Table, max_bits: int, matc
         if t not in exact:
             cands.setdefault(t, []).append((int(d), int(e_use[e])))
     for t in sorted(cands):
-        hit, miss = _closest_confirmed(sorted(cands[t]), matcher, ("train", t_ids[t], t_paths[t]),
+        hit, miss = _closest_confirmed(sorted(cands[t]), matcher, ("train", t_ids[t], t_names[t]),
                                        lambda e: ("eval", e_ids[e], e_paths[e]))
         if hit is not None:
             (d, e), v = hit
