@@ -73,14 +73,15 @@ def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance,
 
 def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
     bits = contract.leakage_bits if contract.leakage_bits is not None else 4
-    max_px = contract.leakage_max_pixel_difference
+    max_px, min_r = contract.leakage_max_pixel_difference, contract.leakage_min_correlation
     blocking = contract.blocking("leakage")
 
     @dg.asset(group_name="eval", code_version="2", kinds={"webdataset"},
               deps=[dg.AssetDep("image_shards", partition_mapping=dg.AllPartitionMapping())],
               check_specs=[dg.AssetCheckSpec("leakage", asset="eval_leakage", blocking=blocking,
                                              description=f"No eval image is in a training shard, by sha256 or within "
-                                                         f"{bits} pHash bits confirmed by a mean pixel difference <= {max_px:g} "
+                                                         f"{bits} pHash bits confirmed by the pixels (mean difference <= {max_px:g}, "
+                                                         f"correlation >= {min_r:g}) "
                                                          f"({contract.checks.get('leakage', 'warn')}, "
                                                          f"{contract.label}).")],
               description="The leakage decision: is any eval image (sha256, or pHash within the contract's bits) in the "
@@ -100,7 +101,7 @@ def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
             why = "damaged shard data, leakage not verifiable: " + " | ".join(terminal(d) for d in damaged)
             exact = near = 0
         else:
-            matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": ShardSource(members)}, max_px)
+            matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": ShardSource(members)}, max_px, min_r)
             leaks = find_leaks(eval_table, train, bits, matcher)
             record = {**leaks.__dict__, "passed": leaks.passed, "eval_digest": eval_images.digest,
                       "batches_checked": digests}

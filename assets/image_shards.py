@@ -35,7 +35,7 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
     """shard_defaults: the configured ShardConfig values (settings); the launchpad can still override them."""
     ShardRunConfig = config_from_dataclass(ShardConfig, "ShardRunConfig", shard_defaults or {})
     bits = eval_contract.leakage_bits if eval_contract.leakage_bits is not None else 4
-    max_px = eval_contract.leakage_max_pixel_difference
+    max_px, min_r = eval_contract.leakage_max_pixel_difference, eval_contract.leakage_min_correlation
 
     @dg.asset(partitions_def=batches, group_name="data", code_version="1",
               deps=["raw_images", "validated_images", "bias_report"], kinds={"webdataset"},
@@ -51,12 +51,13 @@ def build_image_shards(eval_contract: Contract, shard_defaults: dict | None = No
         manifest = read_manifest(h.accepted_path(batch))
         require_gates_passed(h, batch, table_digest(manifest))
         home.stage_batch(batch)  # with a prefix: the landing copy the manifest was made from (usually in place)
-        matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": FolderSource(h.batch_dir)}, max_px)
+        matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": FolderSource(h.batch_dir)}, max_px, min_r)
         not_copies: list[dict] = []
         exclude = eval_copies(eval_images, manifest, bits, matcher, not_copies)
         if not_copies:
             context.log.info(f"image_shards[{batch}]: {len(not_copies)} pHash match(es) with eval images not confirmed "
-                             f"by the pixels (mean pixel difference > {max_px:g}): kept in the shards")
+                             f"by the pixels (mean pixel difference > {max_px:g} or correlation < {min_r:g}): kept "
+                             f"in the shards")
         if exclude:
             context.log.warning(f"image_shards[{batch}]: {len(exclude)} image(s) are copies of eval images and are left "
                                 f"out of the shards (listed in index.json 'excluded'), e.g. {exclude[0]['path']} ~ "

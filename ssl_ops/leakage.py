@@ -2,7 +2,8 @@
 
 An eval image is leaked when its sha256 equals a training sample's, or its perceptual hash lies
 within `max_bits` of one (re-encoded or resized copies) and, given a `matcher`, the pixels confirm it
-(ssl_ops.pixel_match: mean pixel difference at or below the contract's leakage.max_pixel_difference).
+(ssl_ops.pixel_match: mean pixel difference at or below the contract's leakage.max_pixel_difference and
+correlation at or above its leakage.min_correlation).
 A pHash match that the pixels reject (different pictures with the same layout, e.g. aligned faces of two
 people) is not a leak: it is listed apart, in `unconfirmed`, with its mean pixel difference. Flat images
 (ssl_ops.phash.FLAT_CONTRAST) are compared by sha256 only: their hashes are all alike.
@@ -29,18 +30,19 @@ class Leakage:
     max_bits: int
     exact: list[dict]  # [{"eval": path, "train": "<batch>/<path>"}]
     near: list[dict]  # [{"eval": path, "train": "<batch>/<path>", "bits": d, "difference": mean pixel diff | None}]
-    # pHash matches the pixels rejected (not leaks): [{"eval", "train", "bits", "difference", "raw"}], the closest
+    # pHash matches the pixels rejected (not leaks): [{"eval", "train", "bits", "difference", "raw", "correlation"}], the closest
     # candidate of each such eval image
     unconfirmed: list[dict] = field(default_factory=list)
-    max_pixel_difference: float | None = None  # the confirmation threshold; None: pHash alone decided
+    max_pixel_difference: float | None = None  # the confirmation thresholds; None: pHash alone decided
+    min_correlation: float | None = None
 
     @property
     def passed(self) -> bool:
         return not self.exact and not self.near
 
     def _how(self) -> str:
-        px = (f" confirmed by a mean pixel difference <= {self.max_pixel_difference:g}"
-              if self.max_pixel_difference is not None else "")
+        px = (f" confirmed by the pixels: mean pixel difference <= {self.max_pixel_difference:g} and correlation >= "
+              f"{self.min_correlation:g}" if self.max_pixel_difference is not None else "")
         return f"sha256, or pHash within {self.max_bits} bits{px}"
 
     def summary(self) -> str:
@@ -85,14 +87,13 @@ def find_leaks(eval_manifest: pa.Table, train: pa.Table, max_bits: int,
                                            lambda i: ("train", t_ids[i], t_names[i]))
             if hit is not None:
                 (d, i), v = hit
-                near.append({"eval": e_paths[q], "train": t_names[i], "bits": d,
-                             **({"difference": v.difference} if v is not None else {})})
+                near.append({"eval": e_paths[q], "train": t_names[i], "bits": d, **(v.fields() if v is not None else {})})
             elif miss is not None:
                 (d, i), v = miss
-                unconfirmed.append({"eval": e_paths[q], "train": t_names[i], "bits": d, "difference": v.difference,
-                                    "raw": v.raw})
+                unconfirmed.append({"eval": e_paths[q], "train": t_names[i], "bits": d, **v.fields()})
     return Leakage(eval_manifest.num_rows, train.num_rows, max_bits, exact, near, unconfirmed,
-                   matcher.max_difference if matcher is not None else None)
+                   matcher.max_difference if matcher is not None else None,
+                   matcher.min_correlation if matcher is not None else None)
 
 
 def _closest_confirmed(cands: list[tuple[int, int]], matcher: PixelMatcher | None, key, other):
@@ -126,13 +127,13 @@ def empty_train_table() -> pa.Table:
 def copies_of_eval(eval_manifest: pa.Table, train: pa.Table, max_bits: int, matcher: PixelMatcher | None = None,
                    unconfirmed: list | None = None) -> list[dict]:
     """Every training row that is a copy of some eval image: [{"sample_id", "path", "reason", "matches", "bits"}]
-    (and "difference", the mean pixel difference, when a matcher confirmed it).
+    (and "difference", "raw", "correlation" when a matcher confirmed it).
 
     The other direction from find_leaks (which reports each eval image once): here each training image
     appears once, with its closest eval image, so that all copies can be left out of training. matcher:
     sources "eval" (sample id, eval path) and "train" (sample id, "<batch>/<path>"); pHash matches it rejects
     are not copies and are appended to `unconfirmed` (when given) as {"sample_id", "path", "matches", "bits",
-    "difference", "raw"}.
+    "difference", "raw", "correlation"}.
     """
     if not train.num_rows or not eval_manifest.num_rows:
         return []
@@ -154,10 +155,10 @@ def copies_of_eval(eval_manifest: pa.Table, train: pa.Table, max_bits: int, matc
                                        lambda e: ("eval", e_ids[e], e_paths[e]))
         if hit is not None:
             (d, e), v = hit
-            best[t] = {"matches": e_paths[e], "bits": d, **({"difference": v.difference} if v is not None else {})}
+            best[t] = {"matches": e_paths[e], "bits": d, **(v.fields() if v is not None else {})}
         elif miss is not None and unconfirmed is not None:
             (d, e), v = miss
             unconfirmed.append({"sample_id": t_ids[t], "path": t_paths[t], "matches": e_paths[e], "bits": d,
-                                "difference": v.difference, "raw": v.raw})
+                                **v.fields()})
     return [{"sample_id": t_ids[i], "path": t_paths[i], "reason": "eval_copy_exact" if i in exact else "eval_copy_near",
              **m} for i, m in sorted(best.items())]

@@ -2,7 +2,7 @@
 
 A pHash pair (within `max_bits`) counts only when the pixels confirm it, given a `matcher`
 (ssl_ops.pixel_match: mean pixel difference at or below the contract's
-bias.near_duplicate_max_pixel_difference). Pairs the pixels reject (different pictures with the same layout,
+bias.near_duplicate_max_pixel_difference, correlation at or above bias.near_duplicate_min_correlation). Pairs the pixels reject (different pictures with the same layout,
 e.g. aligned faces of two people) join no cluster and are not near copies: they are listed apart, in
 `not_confirmed`, with their mean pixel difference. The matcher's sources: "batch" (sample id, path in the
 batch) and "reference" (sample id, "<batch>/<path>").
@@ -29,11 +29,12 @@ class NearDuplicates:
     cross_batch_count: int  # all images of the batch with a near copy in an earlier batch
     flagged: bool
     flat_images: int = 0  # images too flat for a meaningful pHash, left out of the search
-    # pHash pairs the pixels rejected: [{"path", "matches", "bits", "difference", "raw"}] ("matches": a path in
+    # pHash pairs the pixels rejected: [{"path", "matches", "bits", "difference", "raw", "correlation"}] ("matches": a path in
     # the batch, or "<batch>/<path>" of an earlier batch), the first 5*keep, closest first
     not_confirmed: list[dict] = field(default_factory=list)
     not_confirmed_count: int = 0
-    max_pixel_difference: float | None = None  # the confirmation threshold (0..255); None: pHash alone decided
+    max_pixel_difference: float | None = None  # the confirmation thresholds (0..255; -1..1); None: pHash alone decided
+    min_correlation: float | None = None
 
 
 def near_duplicates(paths: list[str], hashes: np.ndarray, max_bits: int, max_share: float,
@@ -56,8 +57,7 @@ def near_duplicates(paths: list[str], hashes: np.ndarray, max_bits: int, max_sha
             v = matcher.verdict(("batch", ids[a], paths[a]), ("batch", ids[b], paths[b]))
             if not v.confirmed:
                 ok[k] = False
-                rejected.append({"path": paths[a], "matches": paths[b], "bits": int(d), "difference": v.difference,
-                                 "raw": v.raw})
+                rejected.append({"path": paths[a], "matches": paths[b], "bits": int(d), **v.fields()})
         pairs = pairs[ok]
     groups = [use[g] for g in clusters(len(h), pairs)]
     in_clusters = int(sum(len(g) for g in groups))
@@ -78,8 +78,7 @@ def near_duplicates(paths: list[str], hashes: np.ndarray, max_bits: int, max_sha
                     cross.append({"path": paths[q], "matches": ref_names[i], "bits": d})
                     break
                 if miss is None or v.difference < miss["difference"]:
-                    miss = {"path": paths[q], "matches": ref_names[i], "bits": d, "difference": v.difference,
-                            "raw": v.raw}
+                    miss = {"path": paths[q], "matches": ref_names[i], "bits": d, **v.fields()}
             else:
                 rejected.append(miss)
     rejected.sort(key=lambda m: (m["difference"], m["path"], m["matches"]))
@@ -87,4 +86,5 @@ def near_duplicates(paths: list[str], hashes: np.ndarray, max_bits: int, max_sha
     return NearDuplicates(max_bits, [[paths[i] for i in g] for g in groups[:keep]], len(groups), in_clusters, share,
                           cross[:keep * 5], len(cross), bool(share > max_share), flat_images=n - len(use),
                           not_confirmed=rejected[:keep * 5], not_confirmed_count=len(rejected),
-                          max_pixel_difference=matcher.max_difference if matcher is not None else None)
+                          max_pixel_difference=matcher.max_difference if matcher is not None else None,
+                          min_correlation=matcher.min_correlation if matcher is not None else None)

@@ -59,7 +59,8 @@ class BiasReport:
             return "; ".join(bad) or f"no drift in {len(ds)} feature(s) (max psi {max(d.psi for d in ds):.3f})"
         nd = self.near_duplicates
         flat = f"; {nd.flat_images} flat image(s) not compared" if nd.flat_images else ""
-        px = f" confirmed by a mean pixel difference <= {nd.max_pixel_difference:g}" if nd.max_pixel_difference is not None else ""
+        px = (f" confirmed by the pixels (mean difference <= {nd.max_pixel_difference:g}, correlation >= "
+              f"{nd.min_correlation:g})" if nd.max_pixel_difference is not None else "")
         rej = (f"; {nd.not_confirmed_count} pHash match(es) not confirmed by the pixels (different images, not counted)"
                if nd.not_confirmed_count else "")
         return (f"{nd.images_in_clusters} of {self.images} images ({nd.share:.1%}) in {nd.cluster_count} near-duplicate "
@@ -98,7 +99,8 @@ class BiasReport:
                   for c in nd.clusters[:10]] or ["- none within the batch"]
         lines += [f"- {md_code(m['path'])} ~ {md_code(m['matches'])} ({m['bits']} bits)" for m in nd.cross_batch[:10]]
         lines += [f"- not counted: {md_code(m['path'])} ~ {md_code(m['matches'])} ({m['bits']} bits): pHash match not "
-                  f"confirmed: mean pixel difference {m['difference']:.1f}" for m in nd.not_confirmed[:10]]
+                  f"confirmed: mean pixel difference {m['difference']:.1f}, correlation {m['correlation']:.2f}"
+                  for m in nd.not_confirmed[:10]]
         lines += [""] + [f"> {md_text(n)}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -141,7 +143,8 @@ def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thre
                          reference.column("phash").to_numpy() if ref_n else None,
                          contrast=manifest.column("contrast").to_numpy(),
                          ref_contrast=reference.column("contrast").to_numpy() if ref_n else None,
-                         matcher=PixelMatcher(sources, thresholds.near_duplicate_max_pixel_difference) if sources else None,
+                         matcher=PixelMatcher(sources, thresholds.near_duplicate_max_pixel_difference,
+                                              thresholds.near_duplicate_min_correlation) if sources else None,
                          ids=manifest.column("sample_id").to_pylist(),
                          ref_ids=reference.column("sample_id").to_pylist() if ref_n else None)
     return BiasReport(batch, manifest.num_rows, ref_batches, ref_n, shares, attr_drift, img_drift, nd, notes)
