@@ -1,10 +1,10 @@
 """Near-duplicate clusters by perceptual hash: within a batch, and against earlier batches.
 
 A pHash pair (within `max_bits`) counts only when the pixels confirm it, given a `matcher`
-(ssl_ops.pixel_match: mean pixel difference at or below the contract's
-bias.near_duplicate_max_pixel_difference, correlation at or above bias.near_duplicate_min_correlation). Pairs the pixels reject (different pictures with the same layout,
-e.g. aligned faces of two people) join no cluster and are not near copies: they are listed apart, in
-`not_confirmed`, with their mean pixel difference. The matcher's sources: "batch" (sample id, path in the
+(ssl_ops.pixel_match: mean pixel difference at or below the contract's bias.near_duplicate_max_pixel_difference,
+correlation at or above its bias.near_duplicate_min_correlation). Pairs the pixels reject (different pictures
+with the same layout, e.g. aligned faces of two people) join no cluster and are not near copies: they are
+listed apart, in `not_confirmed`, with their mean pixel difference and correlation. The matcher's sources: "batch" (sample id, path in the
 batch) and "reference" (sample id, "<batch>/<path>").
 """
 
