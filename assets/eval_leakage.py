@@ -76,7 +76,7 @@ def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
     max_px, min_r = contract.leakage_max_pixel_difference, contract.leakage_min_correlation
     blocking = contract.blocking("leakage")
 
-    @dg.asset(group_name="eval", code_version="2", kinds={"webdataset"},
+    @dg.asset(group_name="eval", code_version="3", kinds={"webdataset"},
               deps=[dg.AssetDep("image_shards", partition_mapping=dg.AllPartitionMapping())],
               check_specs=[dg.AssetCheckSpec("leakage", asset="eval_leakage", blocking=blocking,
                                              description=f"No eval image is in a training shard, by sha256 or within "
