@@ -11,6 +11,7 @@ from assets.resources import PipelineHome
 from data_contracts import Contract
 from ssl_ops.bias import bias_report as make_report
 from ssl_ops.manifest import read_manifest, table_digest
+from ssl_ops.pixel_match import FolderSource
 
 BIAS_CHECKS = ("group_representation", "attribute_drift", "image_drift", "near_duplicates")
 
@@ -30,7 +31,8 @@ def build_bias_report(contract: Contract) -> dg.AssetsDefinition:
         manifest = read_manifest(h.accepted_path(batch))
         ref_batches = earlier_batches(context.instance, batch)[-b.reference_batches:] if b.reference_batches else []
         reference = home.manifests(ref_batches)
-        report = make_report(batch, manifest, reference, b, groups, declared=contract.required_attributes)
+        sources = {"batch": FolderSource(h.batch_dir(batch)), "reference": FolderSource(h.batch_dir)}  # confirm pHash pairs
+        report = make_report(batch, manifest, reference, b, groups, sources, declared=contract.required_attributes)
         out = h.report_dir(batch)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bias.json").write_text(report.to_json())

@@ -1,5 +1,6 @@
 """eval_leakage: the leakage decision, an asset of its own with a blocking check `leakage`: no eval image in
-any training shard (sha256, or pHash within the contract's distance).
+any training shard (sha256, or pHash within the contract's distance confirmed by the pixels: ssl_ops.pixel_match;
+the few candidate pairs' images are read from the eval folder and, by tar offset, from the shards).
 
 It depends on every image_shards partition and on eval_images, so Dagster runs it after the shards are final;
 ssl_encoder depends on it (its check blocks training in the same run) and takes the decision as a typed input
@@ -33,13 +34,17 @@ from ssl_ops.evalset import eval_digest
 from ssl_ops.home import EVAL_BATCH
 from ssl_ops.leakage import empty_train_table, find_leaks
 from ssl_ops.manifest import read_manifest
-from ssl_ops.shards.verify import shard_sample_ids, verify_batch
+from ssl_ops.pixel_match import FolderSource, PixelMatcher, ShardSource
+from ssl_ops.shards.verify import verify_batch
 
 
-def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[pa.Table, dict[str, str], list[str]]:
+def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance,
+                    members: dict | None = None) -> tuple[pa.Table, dict[str, str], list[str]]:
     """The samples in training shards now: the manifest rows of the sample ids each sharded batch's (verified)
-    shards hold. -> (table, {batch: index digest}, damaged: 'path: what; rebuild with: command')."""
+    shards hold. -> (table, {batch: index digest}, damaged: 'path: what; rebuild with: command').
+    members: filled with {sample id: (shard, offset, size)} of the image members (ssl_ops.pixel_match.ShardSource)."""
     h = home.paths()
+    members = {} if members is None else members
     tables, names, damaged = [], {}, []
     for b in instance.get_dynamic_partitions(batches.name):
         if not h.shard_index_path(b).is_file():
@@ -51,7 +56,11 @@ def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[p
         if not h.accepted_path(b).is_file():
             damaged.append(f"{h.accepted_path(b)}: missing, but batch {b!r} has shards")
             continue
-        ids = set().union(*(shard_sample_ids(Path(s["path"])) for s in check.shards)) if check.shards else set()
+        ids = set()
+        for s in check.shards:  # tar headers only: the sample ids, and where each image's bytes are
+            m = ShardSource.members_of(Path(s["path"]))
+            ids.update(m)
+            members.update({k: v for k, v in m.items() if v is not None})
         t = read_manifest(h.accepted_path(b), ["sample_id", "batch", "path", "phash", "contrast"])
         t = t.filter(pc.is_in(t.column("sample_id"), value_set=pa.array(sorted(ids), pa.string())))
         if t.num_rows != len(ids):
@@ -64,20 +73,24 @@ def sharded_samples(home: PipelineHome, instance: dg.DagsterInstance) -> tuple[p
 
 def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
     bits = contract.leakage_bits if contract.leakage_bits is not None else 4
+    max_px, min_r = contract.leakage_max_pixel_difference, contract.leakage_min_correlation
     blocking = contract.blocking("leakage")
 
-    @dg.asset(group_name="eval", code_version="2", kinds={"webdataset"},
+    @dg.asset(group_name="eval", code_version="3", kinds={"webdataset"},
               deps=[dg.AssetDep("image_shards", partition_mapping=dg.AllPartitionMapping())],
               check_specs=[dg.AssetCheckSpec("leakage", asset="eval_leakage", blocking=blocking,
                                              description=f"No eval image is in a training shard, by sha256 or within "
-                                                         f"{bits} pHash bits ({contract.checks.get('leakage', 'warn')}, "
+                                                         f"{bits} pHash bits confirmed by the pixels (mean difference <= {max_px:g}, "
+                                                         f"correlation >= {min_r:g}) "
+                                                         f"({contract.checks.get('leakage', 'warn')}, "
                                                          f"{contract.label}).")],
               description="The leakage decision: is any eval image (sha256, or pHash within the contract's bits) in the "
                           "shards of any batch, as they are now? Its check blocks training (ssl_encoder) when it "
                           "fails; every pair is listed in reports/eval/leakage.json.")
     def eval_leakage(context: dg.AssetExecutionContext, home: PipelineHome, eval_images: EvalSet):  # -> MaterializeResult with value=LeakageDecision
         h = home.paths()
-        train, digests, damaged = sharded_samples(home, context.instance)
+        members: dict = {}
+        train, digests, damaged = sharded_samples(home, context.instance, members)
         eval_table = read_manifest(Path(eval_images.manifest))
         if eval_digest(eval_table) != eval_images.digest:
             raise failure(f"eval_leakage: the eval manifest {eval_images.manifest} changed since eval_images "
@@ -88,13 +101,18 @@ def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
             why = "damaged shard data, leakage not verifiable: " + " | ".join(terminal(d) for d in damaged)
             exact = near = 0
         else:
-            leaks = find_leaks(eval_table, train, bits)
+            matcher = PixelMatcher({"eval": FolderSource(h.eval_dir), "train": ShardSource(members)}, max_px, min_r)
+            leaks = find_leaks(eval_table, train, bits, matcher)
             record = {**leaks.__dict__, "passed": leaks.passed, "eval_digest": eval_images.digest,
                       "batches_checked": digests}
             why = leaks.summary() if leaks.passed else (
                 f"{leaks.summary()}. Every pair: {leak_file}. Re-run those batches (image_shards leaves copies of eval "
                 f"images out), or remove the images from the eval set.")
             exact, near = len(leaks.exact), len(leaks.near)
+            if leaks.unconfirmed:
+                context.log.info(f"eval_leakage: {len(leaks.unconfirmed)} pHash match(es) not confirmed by the pixels "
+                                 f"(not leaks), each in {leak_file} under 'unconfirmed'; read "
+                                 f"{matcher.images_read} image(s) to decide")
         atomic_write(leak_file, lambda f: f.write(json.dumps(record, indent=2).encode()))
         decision = LeakageDecision(passed=bool(record["passed"]), blocking=blocking, eval_digest=eval_images.digest,
                                    batches=digests, exact=exact, near=near, damaged=damaged, summary=why[:2000],
@@ -107,6 +125,7 @@ def build_eval_leakage(contract: Contract) -> dg.AssetsDefinition:
             check_results=[check_result(contract, "leakage", decision.passed, why, exact=exact, near=near,
                                         damaged=len(damaged), batches_checked=sorted(digests))],
             metadata={"passed": decision.passed, "exact": exact, "near": near, "batches_checked": len(digests),
+                      "phash_not_confirmed": len(record.get("unconfirmed", [])),
                       "eval_digest": eval_images.digest, "pairs": dg.MetadataValue.path(str(leak_file))})
 
     return eval_leakage

@@ -22,6 +22,19 @@ LINK_POLICIES = ("inside", "follow")  # batch.links; the same names as ssl_ops.i
 ARROW_TYPES = ("string", "int32", "int64", "uint64", "float", "double", "bool")
 
 
+# Confirming a pHash match by the pixels (ssl_ops.pixel_match: both images decoded to 64x64 luminance the same
+# way). Mean absolute difference (grey levels, 0..255) after matching brightness and contrast, at or below which,
+# with the correlation at or above MIN_CORRELATION, a pHash match is a copy. Chosen from measurements
+# (bench/phash_confirm.py, PACS and CIFAR-10): re-encoded (JPEG q30), resized, brightened/darkened 15%,
+# contrast x1.3, desaturated or grey copies of face photos: difference <= 9.2, correlation >= 0.965; PACS
+# face photos of different people within 12 pHash bits: difference >= 19.6; CIFAR-10's test/train pHash pairs
+# within 4 bits: 99 of 118 confirmed, the rest shifted or rescaled shots of a scene.
+MAX_PIXEL_DIFFERENCE = 16.0
+# Pearson correlation (-1..1) of the same thumbnails. It tells apart line drawings on white (PACS sketches of
+# different objects: grey-level differences under 16, correlation mostly under 0.8; 5 of 535 pHash pairs pass).
+MIN_CORRELATION = 0.85
+
+
 class ContractError(ValueError):
     """A contract file that cannot be used; the message names the file and the key to fix."""
 
@@ -50,6 +63,10 @@ class BiasRules:
     p_value_min: float = 0.001
     near_duplicate_bits: int = 4
     near_duplicate_max_share: float = 0.05
+    # grey levels (0..255): a pHash pair is a near duplicate only when its mean pixel difference (32x32
+    # luminance, brightness and contrast matched; ssl_ops.pixel_match) is at or below this
+    near_duplicate_max_pixel_difference: float = MAX_PIXEL_DIFFERENCE
+    near_duplicate_min_correlation: float = MIN_CORRELATION  # (-1..1) and the thumbnails' correlation at least this
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,10 @@ class Contract:
     checks: dict[str, str]  # check name -> "block" | "warn"
     labels: LabelRules | None = None
     leakage_bits: int | None = None
+    # grey levels (0..255): a pHash match is a leak (and a copy left out of the shards) only when its mean
+    # pixel difference (ssl_ops.pixel_match) is at or below this
+    leakage_max_pixel_difference: float = MAX_PIXEL_DIFFERENCE
+    leakage_min_correlation: float = MIN_CORRELATION  # (-1..1) and the thumbnails' correlation at least this
     links: str = "inside"  # landing policy for symbolic links: one of LINK_POLICIES
     source: str = ""  # the file it was loaded from
     digest: str = ""  # sha256 of the file's bytes
@@ -186,6 +207,10 @@ def load_contract(name_or_path: str | Path) -> Contract:
     _range(wb, "p_value_min", bias.p_value_min, 0, 1)
     _range(wb, "near_duplicate_bits", bias.near_duplicate_bits, 0, 63, what=" (bits of a 64-bit pHash)")
     _range(wb, "near_duplicate_max_share", bias.near_duplicate_max_share, 0, 1)
+    _range(wb, "near_duplicate_max_pixel_difference", bias.near_duplicate_max_pixel_difference, 0, 255,
+           what=" (grey levels: mean pixel difference that confirms a pHash match)")
+    _range(wb, "near_duplicate_min_correlation", bias.near_duplicate_min_correlation, -1, 1,
+           what=" (correlation of the two thumbnails that confirms a pHash match)")
     checks = _get(d, "checks", dict, w)
     for c, sev in checks.items():
         if c not in KNOWN_CHECKS:
@@ -200,14 +225,21 @@ def load_contract(name_or_path: str | Path) -> Contract:
         _range(f"{w}: labels", "min_classes", labels.min_classes, 1)
         _range(f"{w}: labels", "min_per_class", labels.min_per_class, 1)
     leak = _get(d, "leakage", dict, w, {})
-    _only(leak, {"near_duplicate_bits"}, f"{w}: leakage")
+    _only(leak, {"near_duplicate_bits", "max_pixel_difference", "min_correlation"}, f"{w}: leakage")
     leak_bits = _get(leak, "near_duplicate_bits", int, f"{w}: leakage", None)
     if leak_bits is not None:
         _range(f"{w}: leakage", "near_duplicate_bits", leak_bits, 0, 63, what=" (bits of a 64-bit pHash)")
+    leak_px = _get(leak, "max_pixel_difference", float, f"{w}: leakage", MAX_PIXEL_DIFFERENCE)
+    _range(f"{w}: leakage", "max_pixel_difference", leak_px, 0, 255,
+           what=" (grey levels: mean pixel difference that confirms a pHash match)")
+    leak_corr = _get(leak, "min_correlation", float, f"{w}: leakage", MIN_CORRELATION)
+    _range(f"{w}: leakage", "min_correlation", leak_corr, -1, 1,
+           what=" (correlation of the two thumbnails that confirms a pHash match)")
     return Contract(
         name=_get(d, "contract", str, w), version=str(_get(d, "version", (str, int, float), w)),
         description=str(d.get("description", "")), manifest=dict(manifest), images=images,
         min_images=min_images, links=links,
         required_attributes=tuple(_get(attrs, "required", list, w, []) or ()), groups=groups, bias=bias,
-        checks=dict(checks), labels=labels, leakage_bits=leak_bits,
+        checks=dict(checks), labels=labels, leakage_bits=leak_bits, leakage_max_pixel_difference=leak_px,
+        leakage_min_correlation=leak_corr,
         source=str(p.resolve()), digest=hashlib.sha256(text).hexdigest(), raw=d)

@@ -26,6 +26,7 @@ from ssl_ops.bias.near_duplicates import NearDuplicates, near_duplicates
 from ssl_ops.bias.representation import GroupShares, group_shares
 from ssl_ops.escape import md_code, md_text
 from ssl_ops.manifest import ATTR_PREFIX
+from ssl_ops.pixel_match import PixelMatcher
 
 IMAGE_STATS = ("width", "height", "bytes", "brightness", "contrast")
 MIN_REFERENCE = 20  # reference images needed before drift is measured
@@ -98,8 +99,12 @@ class BiasReport:
             return "; ".join(bad) or f"no drift in {len(ds)} feature(s) (max psi {max(d.psi for d in ds):.3f})"
         nd = self.near_duplicates
         flat = f"; {nd.flat_images} flat image(s) not compared" if nd.flat_images else ""
+        px = (f" confirmed by the pixels (mean difference <= {nd.max_pixel_difference:g}, correlation >= "
+              f"{nd.min_correlation:g})" if nd.max_pixel_difference is not None else "")
+        rej = (f"; {nd.not_confirmed_count} pHash match(es) not confirmed by the pixels (different images, not counted)"
+               if nd.not_confirmed_count else "")
         return (f"{nd.images_in_clusters} of {self.images} images ({nd.share:.1%}) in {nd.cluster_count} near-duplicate "
-                f"cluster(s) at <= {nd.max_bits} bits; {nd.cross_batch_count} near copies of earlier batches{flat}")
+                f"cluster(s) at <= {nd.max_bits} bits{px}; {nd.cross_batch_count} near copies of earlier batches{flat}{rej}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -143,13 +148,19 @@ class BiasReport:
         lines += [f"- {len(c)} images: " + ", ".join(md_code(p) for p in c[:6]) + (" ..." if len(c) > 6 else "")
                   for c in nd.clusters[:10]] or ["- none within the batch"]
         lines += [f"- {md_code(m['path'])} ~ {md_code(m['matches'])} ({m['bits']} bits)" for m in nd.cross_batch[:10]]
+        lines += [f"- not counted: {md_code(m['path'])} ~ {md_code(m['matches'])} ({m['bits']} bits): pHash match not "
+                  f"confirmed: mean pixel difference {m['difference']:.1f}, correlation {m['correlation']:.2f}"
+                  for m in nd.not_confirmed[:10]]
         lines += [""] + [f"> {md_text(n)}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
 
 def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thresholds: BiasRules,
-                groups: dict[str, tuple[float, tuple[str, ...]]], declared: tuple[str, ...] | list[str] = ()) -> BiasReport:
+                groups: dict[str, tuple[float, tuple[str, ...]]], sources: dict | None = None,
+                declared: tuple[str, ...] | list[str] = ()) -> BiasReport:
     """groups: attribute -> (min_share, expected values). reference: earlier batches' manifests, concatenated.
+    sources: where the images' bytes are, to confirm pHash near duplicates by the pixels (ssl_ops.pixel_match):
+    "batch" (by path in the batch) and "reference" (by "<batch>/<path>"); None: pHash alone decides.
     declared: the contract's other attributes (attributes.required); any other sidecar attribute of the batch is
     listed as not checked."""
     notes = []
@@ -187,6 +198,10 @@ def bias_report(batch: str, manifest: pa.Table, reference: pa.Table | None, thre
                          thresholds.near_duplicate_max_share, ref_names,
                          reference.column("phash").to_numpy() if ref_n else None,
                          contrast=manifest.column("contrast").to_numpy(),
-                         ref_contrast=reference.column("contrast").to_numpy() if ref_n else None)
+                         ref_contrast=reference.column("contrast").to_numpy() if ref_n else None,
+                         matcher=PixelMatcher(sources, thresholds.near_duplicate_max_pixel_difference,
+                                              thresholds.near_duplicate_min_correlation) if sources else None,
+                         ids=manifest.column("sample_id").to_pylist(),
+                         ref_ids=reference.column("sample_id").to_pylist() if ref_n else None)
     return BiasReport(batch, manifest.num_rows, ref_batches, ref_n, shares, attr_drift, img_drift, nd, notes,
                       unchecked)
