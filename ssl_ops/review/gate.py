@@ -157,7 +157,7 @@ def decide(report: dict, cfg: GateConfig, method: str, leakage: tuple[bool, str]
     d.checks.append({"name": "baselines", "passed": not beaten,
                      "detail": f"{metric} {model[metric]:.4f} vs raw pixels {raw:.4f} and random init {rnd:.4f}"
                                + (f": does not beat {' nor '.join(beaten)}; every candidate must beat both baselines"
-                                  f"{', the champion too' if champ else ''}" if beaten else "")})
+                                  f"{', with a champion in place too' if champ else ''}" if beaten else "")})
     if champ is not None:
         delta = model[metric] - champ[metric]
         lo, hi = paired_bootstrap_ci(model["correct"][metric], champ["correct"][metric])
