@@ -159,7 +159,7 @@ def decide(report: dict, cfg: GateConfig, method: str, leakage: tuple[bool, str]
     beaten = [name for name, v in (("raw pixels", raw), ("random init", rnd)) if not model[metric] > v]
     d.checks.append({"name": "baselines", "passed": not beaten,
                      "detail": f"{metric} {model[metric]:.4f} vs raw pixels {raw:.4f} and random init {rnd:.4f}"
-                               + (f": does not beat {' nor '.join(beaten)}; every candidate must beat both baselines"
+                               + (f": does not beat {' nor '.join(beaten)}; every new model must beat both baselines"
                                   f"{', with a champion in place too' if champ else ''}" if beaten else "")})
     if champ is not None:
         delta = model[metric] - champ[metric]

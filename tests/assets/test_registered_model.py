@@ -130,7 +130,7 @@ def test_gate_promotes_the_better_model_and_refuses_worse_ones_with_the_reason_i
     first = json.loads(v["1"].tags["sslpipe.gate"])
     assert not first["passed"] and first["against"] == "baselines"
     assert "**not promoted** (stays challenger)" in v["1"].description
-    assert "every candidate must beat both baselines" in v["1"].description
+    assert "every new model must beat both baselines" in v["1"].description
     assert json.loads(v["1"].tags[REVIEW_TAG])["status"] == "gate_failed"
 
     champ = json.loads(v["2"].tags["sslpipe.gate"])

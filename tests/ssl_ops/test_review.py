@@ -88,7 +88,7 @@ def test_a_candidate_that_loses_to_raw_pixels_fails_with_a_champion_in_place_nam
     assert [c["name"] for c in d.checks] == ["leakage", "collapse", "baselines", "primary_metric"]
     (c,) = d.failed
     assert c["name"] == "baselines" and "does not beat raw pixels;" in c["detail"] and "random init;" not in c["detail"]
-    assert "every candidate must beat both baselines, with a champion in place too" in d.summary
+    assert "every new model must beat both baselines, with a champion in place too" in d.summary
     assert d.checks[3]["passed"] and d.checks[3]["verdict"] == "improvement"  # the champion comparison stays
     d = decide(report(OK, raw=BAD, rnd=GOOD, champion=BAD), GateConfig(), "simclr", LEAK_OK)
     assert [c["name"] for c in d.failed] == ["baselines"] and "does not beat random init" in d.summary
