@@ -7,6 +7,7 @@ champion version, probe config, code): re-materializing with nothing changed reu
 
 import hashlib
 import json
+import time
 
 import dagster as dg
 
@@ -23,7 +24,7 @@ from ssl_ops.probes.report import ProbeConfig, probe_report as run_probes
 from ssl_ops.review.card import probe_table
 from ssl_ops.train.checkpoint import load_encoder
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: every encoder probed at its own input size; per-row group values
 
 
 def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinition:
@@ -58,18 +59,25 @@ def build_probe_report(probe_defaults: dict | None = None) -> dg.AssetsDefinitio
             context.log.info(f"probe_report: reusing {path} (same encoder, eval set, champion and config)")
             report = json.loads(path.read_text())
         else:
+            say = lambda msg: context.log.info(f"probe_report: {msg}")  # noqa: E731
+            t0 = time.perf_counter()
             encoder, meta = load_encoder(enc.encoder)  # only when probing: a reused report needs no weights
+            # decoded at the encoder's own size; the champion's at its own, from the files (EvalArrays.at_size)
             data = load_eval_arrays(read_manifest(h.accepted_path(EVAL_BATCH)), h.eval_dir, meta["image_size"])
+            say(f"decoded {len(data.labels)} eval images at {meta['image_size']} px ({time.perf_counter() - t0:.1f} s)")
             champion = None
             if champ is not None:
+                t0 = time.perf_counter()
                 with mlflow.server_errors("probe_report: loading the champion"):
                     champion = reg.load_encoder(str(champ.version))
+                say(f"loaded the champion, version {champ.version} ({champion[1]['image_size']} px input; "
+                    f"{time.perf_counter() - t0:.1f} s)")
             context.log.info(f"probe_report: {len(data.labels)} eval images, {len(data.classes)} classes, groups "
                              f"{sorted(data.groups) or 'none'}; champion: "
                              f"{'version ' + str(champ.version) if champ else 'none registered'}")
             report = run_probes(encoder, meta, data, seed=pcfg.seed, test_fraction=pcfg.test_fraction,
                                 draws=pcfg.draws, champion=champion,
-                                progress=lambda msg: context.log.info(f"probe_report: {msg}"))
+                                progress=say)
             report.update({"run_key": run_key, "eval_digest": eval_digest, "method": enc.method,
                            "champion_version": str(champ.version) if champ else None, "probe_config": pcfg.__dict__})
             path.parent.mkdir(parents=True, exist_ok=True)

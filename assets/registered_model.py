@@ -133,7 +133,8 @@ def build_registered_model(gate_defaults: dict | None = None, approval: str = "h
             reg.client.set_model_version_tag(reg.name, version, "sslpipe.gate_summary", decision.summary[:5000])
             reg.client.set_model_version_tag(reg.name, version, GATE_TAG, json.dumps(
                 {"passed": decision.passed, "summary": decision.summary[:2000], "metric": decision.metric,
-                 "against": decision.against,  # each check, for `sslpipe review` (a tag value holds 5000 characters)
+                 "against": decision.against, "config": decision.config,  # the margins review shows
+                 # each check, for `sslpipe review` (a tag value holds 5000 characters)
                  "checks": [{"name": c["name"], "passed": bool(c["passed"]), "detail": str(c["detail"])[:300]}
                             for c in decision.checks[:8]]}))
             return _materialization(reg, version, record, run_key, enc, reused=False, card=card)
@@ -169,8 +170,7 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
 
     with mf.start_run(run_id=run_id):
         mf.log_params({"probe_seed": report["split"]["seed"], "probe_test_fraction": report["split"]["test_fraction"],
-                       "gate_primary_metric": gate.primary_metric, "gate_tolerance": gate.tolerance,
-                       "gate_group_tolerance": gate.group_tolerance, "gate_min_embedding_std": gate.min_embedding_std,
+                       **{f"gate_{k}": v for k, v in dataclasses.asdict(gate).items()},
                        "eval_digest": ev["eval_digest"]})
         log_probe_metrics(report, decision.passed)
         mf.set_tags({"sslpipe.eval_digest": ev["eval_digest"], "sslpipe.git_sha": lineage["git_sha"],

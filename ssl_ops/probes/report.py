@@ -7,8 +7,9 @@
 - raw_pixels: the images at the encoder's input size, flattened and centred per image (the reference
   figure's features);
 - random_init: an encoder of the same architecture with random weights (seeded);
-- champion (optional): another (encoder, meta), e.g. the registered champion, on the same split, at its own
-  input size;
+- champion (optional): another (encoder, meta), e.g. the registered champion, on the same split, through the
+  same function (probe_encoder) from the eval images decoded at its own input size: its table equals the
+  `model` table of its own report on that split;
 - health of the model's features on the eval images: embedding std, effective rank, uniformity, and
   alignment of two augmented views of each image.
 The primary metric is the linear probe (MAE-style encoders are judged on it; their kNN is known to be poor).
@@ -16,8 +17,10 @@ The primary metric is the linear probe (MAE-style encoders are judged on it; the
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,7 +74,8 @@ def feature_health(encoder: nn.Module, images: torch.Tensor, image_size: int, se
 
 
 def images_at_size(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> uint8 [N, 3, size, size] (bilinear, antialiased; unchanged when already that size)."""
+    """uint8 [N, 3, H, W] -> uint8 [N, 3, size, size] (bilinear, antialiased; unchanged when already that size).
+    Not used by the probes (they decode at each encoder's size: EvalArrays.at_size); for benches only."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear",
@@ -89,30 +93,56 @@ def projection_2d(features: torch.Tensor, labels, max_points: int = 2000, seed: 
     return {"x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "label": [int(labels[i]) for i in idx.tolist()]}
 
 
+def probe_encoder(encoder: nn.Module, meta: dict, data: EvalArrays, split: tuple[np.ndarray, np.ndarray],
+                  seed: int = 0, draws: int = 3, progress=None, name: str = "encoder") -> tuple[dict, torch.Tensor]:
+    """The probe table of one encoder: the eval images decoded at its own input size (meta["image_size"]), its
+    frozen features, probe_features on `split`. Every encoder of a report (the model, the champion) goes through
+    this one path, so a champion probed beside its successor scores what it scored in its own report on the
+    same split. -> (table, features)."""
+    say = progress or (lambda msg: None)
+    size = int(meta["image_size"])
+    t0 = time.perf_counter()
+    images = data.at_size(size)
+    feats = extract_features(encoder, images, size)
+    say(f"{name}: {feats.shape[1]}-dimensional features of {images.shape[0]} eval images at {size} px "
+        f"({time.perf_counter() - t0:.1f} s)")
+    table = probe_features(feats, data.labels, split=split, groups=data.groups, draws=draws, seed=seed,
+                           progress=progress, name=name)
+    table["image_size"] = size
+    return table, feats
+
+
 def probe_report(encoder: nn.Module, meta: dict, data: EvalArrays, seed: int = 0, test_fraction: float = 0.3,
                  draws: int = 3, champion: tuple[nn.Module, dict] | None = None, progress=None) -> dict:
+    """progress: called with a line for each stage (decoding, features, each probe of each encoder, health)."""
     say = progress or (lambda msg: None)
-    size = meta["image_size"]
+    start = time.perf_counter()
+    size = int(meta["image_size"])
     split = probe_split(data.labels, test_fraction, seed)
-    images = images_at_size(data.images, size)
-    common = dict(labels=data.labels, split=split, groups=data.groups, draws=draws, seed=seed)
+    common = dict(labels=data.labels, split=split, groups=data.groups, draws=draws, seed=seed, progress=progress)
     report = {"split": {"seed": seed, "test_fraction": test_fraction, "n_train": int(len(split[0])),
                         "n_test": int(len(split[1]))},
               "classes": data.classes, "primary_metric": "linear"}
-    say("probing the encoder")
-    feats = extract_features(encoder, images, size)
-    report["model"] = probe_features(feats, **common)
-    say("probing the raw-pixel baseline")
-    report["raw_pixels"] = probe_features(raw_pixel_features(images), **common)
+    say(f"probing the encoder on {len(split[0])} train / {len(split[1])} test eval images (split seed {seed})")
+    report["model"], feats = probe_encoder(encoder, meta, data, split, seed=seed, draws=draws, progress=progress,
+                                           name="model")
+    images = data.at_size(size)
+    say(f"probing the raw-pixel baseline ({size} px, this model's input size)")
+    report["raw_pixels"] = {**probe_features(raw_pixel_features(images), **common, name="raw pixels"),
+                            "image_size": size}
     say("probing a randomly initialised encoder of the same architecture")
-    report["random_init"] = probe_features(extract_features(random_encoder(meta, seed), images, size), **common)
+    report["random_init"], _ = probe_encoder(random_encoder(meta, seed), meta, data, split, seed=seed, draws=draws,
+                                             progress=progress, name="random init")
     if champion is not None:
-        say("probing the champion on the same split")
         net, cmeta = champion
-        csize = cmeta["image_size"]
-        report["champion"] = probe_features(extract_features(net, images_at_size(data.images, csize), csize), **common)
+        say(f"probing the champion on the same split, from the eval images decoded at its own {cmeta['image_size']} px")
+        report["champion"], _ = probe_encoder(net, cmeta, data, split, seed=seed, draws=draws, progress=progress,
+                                              name="champion")
+    t0 = time.perf_counter()
     report["health"] = feature_health(encoder, images[split[1]], size, seed)
     report["projection"] = projection_2d(feats, data.labels, seed=seed)
+    say(f"health of the model's embeddings ({time.perf_counter() - t0:.1f} s); probes done in "
+        f"{time.perf_counter() - start:.1f} s")
     return report
 
 
@@ -135,5 +165,6 @@ def beats_baselines(report: dict, metric: str = "linear") -> bool:
     return all(report["model"][metric] > report[b][metric] for b in ("raw_pixels", "random_init"))
 
 
-__all__ = ["ProbeConfig", "beats_baselines", "feature_health", "images_at_size", "probe_report", "projection_2d",
+__all__ = ["ProbeConfig", "beats_baselines", "feature_health", "images_at_size", "probe_encoder", "probe_report",
+           "projection_2d",
            "random_encoder", "raw_pixel_features", "summary_rows"]

@@ -11,8 +11,10 @@ that quote them) goes through ssl_ops.escape: md_text in tables and prose, md_co
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from ssl_ops.escape import md_code, md_text
-from ssl_ops.review.gate import GateDecision
+from ssl_ops.review.gate import SEED_SPREAD_NOTE, GateConfig, GateDecision, group_judgements
 
 ROWS = (("model", "this model"), ("champion", "champion"), ("random_init", "random init (same architecture)"),
         ("raw_pixels", "raw pixels"))
@@ -43,22 +45,61 @@ def probe_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def group_tables(report: dict) -> str:
+WORST_GROUP_GAP = ("worst-group gap: the linear probe's accuracy on all test images minus its accuracy on the group "
+                   "it gets least right, in points (0 when every group scores the same)")
+
+
+def interval_note(cfg: dict | None) -> str:
+    """What the 95% intervals cover and what they do not, and the seed margin that covers the rest (the gate's
+    config as a dict; None: the defaults)."""
+    c = {**asdict(GateConfig()), **(cfg or {})}
+    m = 100 * c["seed_margin"]
+    return (f"The 95% intervals are bootstrap intervals over the test images (the test rows resampled, 1,000 "
+            f"times; paired for differences between two encoders, which see the same rows): they cover which eval "
+            f"images happened to be in the test split. They do not cover training-seed variance: the same config "
+            f"trained again with another seed scores differently. The gate's seed margin ({m:.1f} points, "
+            f"{SEED_SPREAD_NOTE}) covers that: a challenger is an improvement only when its interval against "
+            f"the champion lies wholly above +{m:.1f} points, and a regression only when it lies wholly below "
+            f"-{100 * (c['seed_margin'] + c['tolerance']):.1f} points (seed margin plus tolerance).")
+
+
+def group_tables(report: dict, cfg: GateConfig | None = None) -> str:
+    """Per group column: each value's test images, this model's linear-probe accuracy beside raw pixels and random
+    init, and with a champion its accuracy and the paired difference with its interval; groups under
+    min_group_size are marked too small to judge."""
+    cfg = cfg or GateConfig()
+    rows = group_judgements(report, cfg)
     out = []
     for col, g in report["model"]["groups"].items():
-        champ = (report.get("champion") or {}).get("groups", {}).get(col)
+        mine = [r for r in rows if r["column"] == col]
+        champ = any(r["champion"] is not None for r in mine)
         worst = md_code(g["worst_group"]) if g["worst_group"] else "(none)"
-        lines = [f"**{md_text(col)}** (linear probe; worst group {worst}, gap {_pct(g['worst_group_gap'])} points)",
-                 "", "| " + md_text(col) + " | n | this model |" + (" champion |" if champ else ""),
-                 "|---|---|---|" + ("---|" if champ else "")]
-        for value, acc in g["per_group"].items():
-            row = f"| {md_text(value) if value else '(none)'} | {acc['n']} | {_pct(acc['accuracy'])} |"
+        head = "| " + md_text(col) + " | n | this model | raw pixels | random init |" + (
+            " champion | difference [95% CI] | judged |" if champ else "")
+        lines = [f"**{md_text(col)}** (linear probe, accuracy %; worst group {worst}, worst-group gap "
+                 f"{_pct(g['worst_group_gap'])} points)", "", head, "|---|---|---|---|---|" + ("---|---|---|" if champ else "")]
+        for r in mine:
+            row = (f"| {md_text(r['value']) if r['value'] else '(none)'} | {r['n']} | {_pct(r['accuracy'])} | "
+                   f"{_opt(r['raw_pixels'])} | {_opt(r['random_init'])} |")
             if champ:
-                c = champ["per_group"].get(value)
-                row += f" {_pct(c['accuracy']) if c else '-'} |"
+                diff = "-" if r["delta"] is None else f"{100 * r['delta']:+.1f}" + (
+                    f" [{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]" if r["ci"] else "")
+                judged = ("too small to judge" if r["n"] < cfg.min_group_size else
+                          "lost" if r["regressed"] else "ok" if r["judged"] else "-")
+                row += f" {_opt(r['champion'])} | {diff} | {judged} |"
             lines.append(row)
         out.append("\n".join(lines))
-    return "\n\n".join(out) if out else "The eval set has no group columns."
+    if not out:
+        return "The eval set has no group columns."
+    return "\n\n".join(out) + (
+        f"\n\nThe {WORST_GROUP_GAP}. A group is judged against the champion by the paired 95% interval of its own test "
+        f"images: it lost when the whole interval lies below -{100 * cfg.group_tolerance:.1f} points; groups with fewer "
+        f"than {cfg.min_group_size} test images are too small to judge (one image is more than "
+        f"{100 / cfg.min_group_size:.1f} points there) and are reported, not judged.")
+
+
+def _opt(x) -> str:
+    return "-" if x is None else _pct(x)
 
 
 def model_card(name: str, version: str | None, report: dict, decision: GateDecision, training: dict, config: dict,
@@ -66,6 +107,7 @@ def model_card(name: str, version: str | None, report: dict, decision: GateDecis
     """approval: "human" (a passing version becomes the candidate, champion once a reviewer approves) or "auto"."""
     m = report["model"]
     h = report["health"]
+    cfg = GateConfig(**{k: v for k, v in decision.config.items() if k in GateConfig.__dataclass_fields__})
     split = report["split"]
     if not decision.passed:
         verdict = "**not promoted** (stays challenger)"
@@ -105,10 +147,13 @@ Evaluated on the labeled eval set {md_code(lineage['eval_digest'][:16])} ({len(r
 
 kNN is cosine, temperature-weighted (T = 0.1); the linear probe is logistic regression on standardised
 features with C chosen on held-out training rows (C = {m['linear_C']:g} for this model). Label fractions are
-of the probe's training split; below 100% each is the mean ± std of several seeded draws.
+of the probe's training split; below 100% each is the mean ± std of several seeded draws. Each encoder is
+probed from the eval images decoded at its own input size ({_sizes(report)}); the baselines at this model's.
+
+{interval_note(decision.config)}
 
 ## Per-group accuracy
-{group_tables(report)}
+{group_tables(report, cfg)}
 
 ## Health (eval images)
 | embedding std (x sqrt D) | effective rank | uniformity | alignment |
@@ -123,6 +168,11 @@ Final loss {training['final_loss']:.4f}; {training['images_per_s']:.0f} images/s
 - MLflow run {md_code(lineage.get('mlflow_run_id', '?'))}; Dagster run {md_code(lineage.get('dagster_run_id', '?'))}
 - code version (git): {md_code(lineage.get('git_sha', 'unknown'))}; training run key {md_code(lineage.get('run_key', '?'))}
 """
+
+
+def _sizes(report: dict) -> str:
+    return ", ".join(f"{label} {report[k]['image_size']} px" for k, label in ROWS[:2]
+                     if report.get(k) and report[k].get("image_size") is not None) or "sizes not recorded"
 
 
 def _compact(config: dict) -> str:

@@ -22,8 +22,12 @@ from __future__ import annotations
 import base64
 import io
 
+from dataclasses import asdict
+
 from ssl_ops.escape import html_text, terminal
 from ssl_ops.probes.stats import paired_bootstrap_ci
+from ssl_ops.review.card import WORST_GROUP_GAP, interval_note
+from ssl_ops.review.gate import GateConfig, group_judgements, verdict
 
 METRICS = (("knn20", "kNN k=20"), ("knn200", "kNN k=200"), ("linear", "linear"))
 BASELINES = (("raw_pixels", "raw pixels"), ("random_init", "random init (same architecture)"))
@@ -46,7 +50,12 @@ def _row(key: str, label: str, t: dict | None, version: str | None = None) -> di
     return None if tab is None else {"key": key, "label": label, "version": version, **tab}
 
 
-def _groups(mine: dict, theirs: dict | None) -> list[dict]:
+def _groups(rep: dict, theirs: dict | None, same_split: bool, cfg: GateConfig) -> list[dict]:
+    """Per group column: each value's n and accuracy beside the baselines and the champion; on the same split, the
+    paired difference against the champion with its interval, judged as the gate judges it (gate.group_judgements)."""
+    mine = rep["model"]
+    judged = group_judgements({"model": mine, "champion": theirs if same_split else None,
+                               "raw_pixels": rep.get("raw_pixels"), "random_init": rep.get("random_init")}, cfg)
     out = []
     for col, g in (mine.get("groups") or {}).items():
         champ = ((theirs or {}).get("groups") or {}).get(col) or {}
@@ -54,10 +63,27 @@ def _groups(mine: dict, theirs: dict | None) -> list[dict]:
         out.append({"column": col, "worst_group": g.get("worst_group"), "worst_group_gap": g.get("worst_group_gap"),
                     "champion_worst_group": champ.get("worst_group"),
                     "champion_worst_group_gap": champ.get("worst_group_gap"),
-                    "values": [{"value": v, "n": a["n"], "accuracy": a["accuracy"],
-                                "champion_accuracy": cper[v]["accuracy"] if v in cper else None}
-                               for v, a in g.get("per_group", {}).items()]})
+                    "values": [{"value": r["value"], "n": r["n"], "accuracy": r["accuracy"],
+                                "champion_accuracy": cper[r["value"]]["accuracy"] if r["value"] in cper else None,
+                                "raw_pixels": r["raw_pixels"], "random_init": r["random_init"],
+                                "delta": r["delta"] if same_split else None, "ci": r["ci"] if same_split else None,
+                                "too_small": r["n"] < cfg.min_group_size,
+                                "judgement": ("too small to judge" if r["n"] < cfg.min_group_size else
+                                              "lost" if r["regressed"] else "ok" if r["judged"] else None)}
+                               for r in judged if r["column"] == col]})
     return out
+
+
+def gate_config(gate: dict | None) -> tuple[GateConfig, bool]:
+    """The GateConfig a version's gate was decided with (its sslpipe.gate tag's config), or the defaults: ->
+    (config, recorded)."""
+    rec = (gate or {}).get("config")
+    if isinstance(rec, dict):
+        try:
+            return GateConfig(**{k: v for k, v in rec.items() if k in GateConfig.__dataclass_fields__}), True
+        except (TypeError, ValueError):
+            pass
+    return GateConfig(), False
 
 
 def bias_summary(batch: str, d: dict | None) -> dict:
@@ -106,6 +132,10 @@ def build_comparison(model: str, subject: dict | None, champion: dict | None, bi
     cv = champion["version"] if champion else None
     if subject is not None:
         cmp["gate"], cmp["review"] = subject.get("gate"), subject.get("review")
+    cfg, recorded = gate_config(subject.get("gate") if subject is not None else None)
+    cmp["gate_config"] = {**asdict(cfg), "recorded": recorded}
+    cmp["interval_note"] = interval_note(asdict(cfg)) + ("" if recorded else " (The gate's settings were not recorded "
+                                                                              "with this version: the defaults are shown.)")
     if rep is None:
         notes.append(f"version {main['version']} has no evaluation/probe_report.json in its run: no probe figures")
         return cmp
@@ -122,7 +152,8 @@ def build_comparison(model: str, subject: dict | None, champion: dict | None, bi
                 a, b = rep["model"].get("correct", {}).get(m), champ_table.get("correct", {}).get(m)
                 if a is not None and b is not None and len(a) == len(b):
                     lo, hi = paired_bootstrap_ci(a, b)
-                    cmp["deltas"][m] = {"delta": rep["model"][m] - champ_table[m], "ci": [lo, hi]}
+                    cmp["deltas"][m] = {"delta": rep["model"][m] - champ_table[m], "ci": [lo, hi],
+                                        "verdict": verdict((lo, hi), cfg)}
         else:
             crep = champion.get("report")
             if crep is not None:
@@ -134,7 +165,7 @@ def build_comparison(model: str, subject: dict | None, champion: dict | None, bi
                          "two were not measured on the same split together and no paired difference is shown")
     rows += [_row(k, lab, rep.get(k)) for k, lab in BASELINES]
     cmp["probes"] = [r for r in rows if r is not None]
-    cmp["groups"] = _groups(rep["model"], champ_table)
+    cmp["groups"] = _groups(rep, champ_table, cmp["same_split"], cfg)
     cmp["health"] = {"subject" if subject else "champion": rep.get("health")}
     if subject is not None and champion is not None and champion.get("report") is not None:
         cmp["health"]["champion"] = champion["report"].get("health")
@@ -202,6 +233,12 @@ def _bias_lines(b: dict) -> list[str]:
     return out
 
 
+def _wrap(text: str, width: int = 110) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
 def render_text(cmp: dict) -> str:
     """For a terminal: every value that comes from the data or the registry goes through `terminal()`."""
     t = terminal
@@ -233,16 +270,26 @@ def render_text(cmp: dict) -> str:
             L.append(f"  {t(r['label'])[:44]:<44}{cells}")
         for m, d in cmp["deltas"].items():
             L.append(f"  {m}: {100 * d['delta']:+.1f} points against the champion (paired 95% interval "
-                     f"[{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}])")
+                     f"[{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}])"
+                     + (f": {d['verdict']}" if d.get("verdict") else ""))
+        if cmp.get("interval_note"):
+            L += [f"  {line}" for line in _wrap(cmp["interval_note"])]
     if cmp["groups"]:
-        L += ["", "PER-GROUP ACCURACY (linear probe, %)"]
+        min_n = (cmp.get("gate_config") or {}).get("min_group_size", GateConfig().min_group_size)
+        L += ["", f"PER-GROUP ACCURACY (linear probe, %; groups under {min_n} test images are too small to judge)"]
         for g in cmp["groups"]:
-            L.append(f"  {t(g['column'])}: worst group {t(g['worst_group'])}, gap {_pct(g['worst_group_gap'])} points"
+            L.append(f"  {t(g['column'])}: worst group {t(g['worst_group'])}, worst-group gap "
+                     f"{_pct(g['worst_group_gap'])} points"
                      + (f" (champion: worst {t(g['champion_worst_group'])}, gap {_pct(g['champion_worst_group_gap'])})"
                         if g["champion_worst_group_gap"] is not None else ""))
             for v in g["values"]:
                 L.append(f"    {t(v['value']):<30} n={v['n']:<5} {_pct(v['accuracy']):>6}"
-                         + (f"  champion {_pct(v['champion_accuracy']):>6}" if v["champion_accuracy"] is not None else ""))
+                         f"  raw pixels {_pct(v.get('raw_pixels')):>5}  random init {_pct(v.get('random_init')):>5}"
+                         + (f"  champion {_pct(v['champion_accuracy']):>6}" if v["champion_accuracy"] is not None else "")
+                         + (f"  {100 * v['delta']:+.1f} [{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]"
+                            if v.get("ci") else "")
+                         + (f"  {v['judgement']}" if v.get("judgement") else ""))
+        L += [f"  {line}" for line in _wrap(f"The {WORST_GROUP_GAP}.")]
     if cmp["health"]:
         L += ["", "HEALTH (eval images)"]
         for who, h in cmp["health"].items():
@@ -356,19 +403,30 @@ def render_html(cmp: dict, plots: list[tuple[str, bytes]] = ()) -> str:
         if cmp["deltas"]:
             P.append("<p>Against the champion on the same split (paired 95% interval): " + "; ".join(
                 f"<code>{m}</code> {100 * d['delta']:+.1f} points [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
-                for m, d in cmp["deltas"].items()) + "</p>")
+                + (f" ({e(d['verdict'])})" if d.get("verdict") else "") for m, d in cmp["deltas"].items()) + "</p>")
+        if cmp.get("interval_note"):
+            P.append(f"<p class=sub>{e(cmp['interval_note'])}</p>")
     if cmp["groups"]:
-        P.append("<h2>Per-group accuracy (linear probe)</h2>")
+        min_n = (cmp.get("gate_config") or {}).get("min_group_size", GateConfig().min_group_size)
+        P.append(f"<h2>Per-group accuracy (linear probe)</h2><p class=sub>The {e(WORST_GROUP_GAP)}. Groups with fewer "
+                 f"than {min_n} test images are too small to judge.</p>")
         for g in cmp["groups"]:
             has_c = any(v["champion_accuracy"] is not None for v in g["values"])
-            P.append(f"<p><b>{e(g['column'])}</b>: worst group <code>{e(g['worst_group'])}</code>, gap "
+            has_d = any(v.get("ci") for v in g["values"])
+            P.append(f"<p><b>{e(g['column'])}</b>: worst group <code>{e(g['worst_group'])}</code>, worst-group gap "
                      f"{_pct(g['worst_group_gap'])} points" + (f" (champion: <code>{e(g['champion_worst_group'])}</code>,"
                                                              f" {_pct(g['champion_worst_group_gap'])})"
                                                              if g["champion_worst_group_gap"] is not None else "")
-                     + "</p><table><tr><th class=l>value</th><th>n</th><th>this version</th>"
-                     + ("<th>champion</th>" if has_c else "") + "</tr>"
+                     + "</p><table><tr><th class=l>value</th><th>n</th><th>this version</th><th>raw pixels</th>"
+                     "<th>random init</th>" + ("<th>champion</th>" if has_c else "")
+                     + ("<th>difference [95% interval]</th>" if has_d else "") + "<th class=l>judged</th></tr>"
                      + "".join(f"<tr><td class=l>{e(v['value'])}</td><td>{v['n']}</td><td>{_pct(v['accuracy'])}</td>"
-                               + (f"<td>{_pct(v['champion_accuracy'])}</td>" if has_c else "") + "</tr>"
+                               f"<td>{_pct(v.get('raw_pixels'))}</td><td>{_pct(v.get('random_init'))}</td>"
+                               + (f"<td>{_pct(v['champion_accuracy'])}</td>" if has_c else "")
+                               + ((f"<td>{100 * v['delta']:+.1f} <span class=ci>[{100 * v['ci'][0]:+.1f}, "
+                                   f"{100 * v['ci'][1]:+.1f}]</span></td>" if v.get("ci") else "<td>-</td>")
+                                  if has_d else "")
+                               + f"<td class=l>{e(v.get('judgement') or '-')}</td></tr>"
                                for v in g["values"]) + "</table>")
     if cmp["health"]:
         P.append("<h2>Health (eval images)</h2><table><tr><th class=l></th><th>embedding std (&times;&radic;D)</th>"

@@ -25,6 +25,7 @@ from ssl_ops.demo_data import write_demo
 from ssl_ops.features import extract_features
 from ssl_ops.home import Home
 from ssl_ops.manifest import read_manifest
+from ssl_ops.review import GateConfig
 from ssl_ops.shards import load_index
 from ssl_ops.train import load_encoder
 
@@ -50,8 +51,9 @@ def rounds(tmp_path_factory):
     Round 2: `sslpipe demo`, as a user runs it: the third batch lands and the shipped training default
     trains on all three; the demo's config (<home>/demo.yaml) says registry.approval: auto, so the gate's
     pass makes it the candidate and at once the champion, approved by nobody but the config.
-    Round 3: a 1-step encoder on the same three batches with a human-approval config: registered, fails the gate
-    against the champion: stays challenger, never the candidate; a reviewer cannot approve it without --force.
+    Round 3: a 1-step encoder at 24 px (the champion's input is 16 px) on the same three batches with a
+    human-approval config: registered, fails the gate against the champion and the baselines: stays challenger,
+    never the candidate; a reviewer cannot approve it without --force.
     Round 4: round 3 again, with --strict: nothing new registered; exit 3 (version 3 is not promoted)."""
     yield _rounds(tmp_path_factory)
 
@@ -73,7 +75,7 @@ def _rounds(tmp_path_factory) -> dict:
     run(["run", "--home", str(home), "--config", str(one)])
     os.environ.pop("SSLPIPE_CONFIG", None)  # round 1 exported it in this process; a user's new shell has none
     run(["demo", "--home", str(home)])  # writes demo-003 again; shipped defaults throughout
-    human = write_config(tmp / "human.yaml", ONE_STEP, {"approval": "human"})
+    human = write_config(tmp / "human.yaml", {**ONE_STEP, "image_size": 24}, {"approval": "human"})  # not the champion's
     run(["run", "--home", str(home), "--config", str(human)])
     run(["run", "--home", str(home), "--config", str(human), "--strict"])  # reused, not promoted: exit 3
     client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
@@ -109,6 +111,11 @@ def test_the_demo_trains_on_every_batch_with_the_shipped_default_and_ends_with_a
     assert (review["from_version"], review["to_version"]) == (None, "2") and review["forced"] is False
 
 
+def probe_file(home: Path, run_key: str) -> dict:
+    (p,) = (home / "models" / run_key / "probe").glob("*.json")
+    return json.loads(p.read_text())
+
+
 def versions(client):
     return {str(v.version): v for v in client.search_model_versions("name = 'ssl-encoder'")}
 
@@ -130,7 +137,7 @@ def test_gate_promotes_the_better_model_and_refuses_worse_ones_with_the_reason_i
     first = json.loads(v["1"].tags["sslpipe.gate"])
     assert not first["passed"] and first["against"] == "baselines"
     assert "**not promoted** (stays challenger)" in v["1"].description
-    assert "the first champion must beat both" in v["1"].description
+    assert "every new model must beat both baselines" in v["1"].description
     assert json.loads(v["1"].tags[REVIEW_TAG])["status"] == "gate_failed"
 
     champ = json.loads(v["2"].tags["sslpipe.gate"])
@@ -140,6 +147,19 @@ def test_gate_promotes_the_better_model_and_refuses_worse_ones_with_the_reason_i
     worse = json.loads(v["3"].tags["sslpipe.gate"])
     assert not worse["passed"] and worse["against"] == "champion" and worse["summary"].startswith("failed: ")
     assert "primary_metric: linear" in worse["summary"] and "vs champion" in worse["summary"]
+    # the baselines are checked with a champion in place too
+    assert "baselines: linear" in worse["summary"] and "does not beat raw pixels" in worse["summary"]
+    assert worse["config"]["seed_margin"] == GateConfig().seed_margin  # the margins the review shows
+
+    # the champion re-probed beside its successor (24 px) from the eval images decoded at its own 16 px: the
+    # figures of its own report on the same split
+    home = rounds["home"]
+    own = probe_file(home, v["2"].tags["sslpipe.run_key"])
+    later = probe_file(home, v["3"].tags["sslpipe.run_key"])
+    assert later["champion_version"] == "2" and own["champion_version"] is None
+    assert (later["model"]["image_size"], later["champion"]["image_size"]) == (24, DEFAULT_TRAIN["image_size"])
+    assert later["split"] == own["split"]
+    assert json.dumps(later["champion"], sort_keys=True) == json.dumps(own["model"], sort_keys=True)
     assert "**not promoted** (stays challenger)" in v["3"].description and "candidate" not in v["3"].description
     assert "(version 2)" in v["3"].description and "| champion |" in v["3"].description
     state = json.loads(v["3"].tags[REVIEW_TAG])

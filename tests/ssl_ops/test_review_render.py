@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from review_data import ANSI, HOSTILE_BATCH, IMG, SCRIPT, bias_json, probe_report, table
 from ssl_ops.escape import html_text, terminal, visible
 from ssl_ops.probes.stats import paired_bootstrap_ci
+from ssl_ops.review.gate import GateConfig, verdict
 from ssl_ops.review.compare import bias_summary, build_comparison, figure_png, render_html, render_text
 
 
@@ -28,8 +29,9 @@ def facts(version, report, role, batches=("b1",), gate=None, review=None):
             "run_key": "k", "git_sha": "g", "created": 0, "report": report}
 
 
-def comparison(t, hostile="x", champion_version="1"):
+def comparison(t, hostile="x", champion_version="1", gate_config=None):
     gate = {"passed": True, "summary": "passed", "metric": "linear", "against": "champion",
+            **({"config": gate_config} if gate_config else {}),
             "checks": [{"name": "primary_metric", "passed": True, "detail": f"detail {hostile}"},
                        {"name": "groups", "passed": False, "detail": f"{hostile} lost"}]}
     review = {"status": "pending", "reviewer": hostile, "time": "t", "reason": f"why {hostile}"}
@@ -52,7 +54,8 @@ def test_the_comparison_holds_the_real_figures_and_the_paired_difference(t):
     assert champ["knn20"] == t["champ"]["knn20"] and "same split" in champ["label"] and cmp["same_split"]
     for m in ("knn20", "knn200", "linear"):
         lo, hi = paired_bootstrap_ci(t["good"]["correct"][m], t["champ"]["correct"][m])
-        assert cmp["deltas"][m] == {"delta": pytest.approx(t["good"][m] - t["champ"][m]), "ci": [lo, hi]}
+        assert cmp["deltas"][m] == {"delta": pytest.approx(t["good"][m] - t["champ"][m]), "ci": [lo, hi],
+                                    "verdict": verdict((lo, hi), GateConfig())}
     (g,) = cmp["groups"]
     mine, theirs = t["good"]["groups"][g["column"]], t["champ"]["groups"][g["column"]]
     assert g["worst_group_gap"] == mine["worst_group_gap"] and g["champion_worst_group"] == theirs["worst_group"]
@@ -60,6 +63,37 @@ def test_the_comparison_holds_the_real_figures_and_the_paired_difference(t):
         k: (a["accuracy"], theirs["per_group"][k]["accuracy"]) for k, a in mine["per_group"].items()}
     assert cmp["new_batches"] == [HOSTILE_BATCH, "gone"] and cmp["bias"][1] == {"batch": "gone", "found": False}
     assert "correct" not in json.dumps(cmp)  # the per-row 0/1 arrays stay out
+
+
+def test_groups_show_the_baselines_the_paired_interval_and_too_small_groups_and_intervals_say_what_they_cover(t):
+    cmp = comparison(t)
+    (g,) = cmp["groups"]
+    col = g["column"]
+    raw, rnd = t["base"]["groups"][col]["per_group"], t["base"]["groups"][col]["per_group"]
+    good, champ = t["good"], t["champ"]
+    assert cmp["gate_config"]["min_group_size"] == 30 and not cmp["gate_config"]["recorded"]
+    for v in g["values"]:
+        assert v["raw_pixels"] == raw[v["value"]]["accuracy"] and v["random_init"] == rnd[v["value"]]["accuracy"]
+        assert v["n"] < 30 and v["too_small"] and v["judgement"] == "too small to judge"  # 12 test images each
+        rows = [i for i, x in enumerate(good["groups"][col]["test_values"]) if x == v["value"]]
+        assert len(rows) == v["n"]
+        lo, hi = paired_bootstrap_ci([good["correct"]["linear"][i] for i in rows],
+                                     [champ["correct"]["linear"][i] for i in rows])
+        assert v["ci"] == [lo, hi] and lo <= v["delta"] <= hi
+    assert cmp["deltas"]["linear"]["verdict"] in ("improvement", "no clear difference", "regression")
+    text, page = render_text(cmp), render_html(cmp)
+    flat = " ".join(text.split())
+    assert "too small to judge" in text and "raw pixels" in text and "random init" in text
+    assert "worst-group gap: the linear probe's accuracy on all test images minus its accuracy on the group" in flat
+    assert "the test rows resampled" in flat and "do not cover training-seed variance" in flat
+    assert "seed margin (3.0 points, measured by bench/seed_spread.py)" in flat and "not recorded" in flat
+    assert f": {cmp['deltas']['linear']['verdict']}" in text
+    assert "do not cover training-seed variance" in page and "worst-group gap: the linear probe" in page
+    assert page.count("too small to judge") == len(g["values"]) + 1
+    # the settings the version's gate recorded are the ones shown and applied
+    cmp = comparison(t, gate_config={"seed_margin": 0.05, "min_group_size": 5, "tolerance": 0.0})
+    assert cmp["gate_config"]["recorded"] and "seed margin (5.0 points" in " ".join(render_text(cmp).split())
+    assert all(not v["too_small"] and v["judgement"] in ("ok", "lost") for v in cmp["groups"][0]["values"])
 
 
 def test_a_champion_that_changed_since_the_probe_is_shown_from_its_own_run_without_a_paired_difference(t):
