@@ -167,6 +167,8 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, -1))]),
                                outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]))
     metrics_rows = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    probes_path = model_dir / "probes.jsonl"  # the kNN probe in step with training (ssl_ops.train.monitor)
+    probe_rows = [json.loads(x) for x in probes_path.read_text().splitlines() if x.strip()] if probes_path.is_file() else []
 
     with mf.start_run(run_id=run_id):
         mf.log_params({"probe_seed": report["split"]["seed"], "probe_test_fraction": report["split"]["test_fraction"],
@@ -188,7 +190,7 @@ def _log_and_register_quietly(context, mlflow: MlflowTracking, reg: Registry, re
             p = Path(tmp) / "probe_report.json"
             p.write_text(json.dumps({k: v for k, v in report.items() if k != "projection"}, indent=1))
             mf.log_artifact(str(p), "evaluation")
-        for fig, name in ((training_curves(metrics_rows), "training_curves.png"),
+        for fig, name in ((training_curves(metrics_rows, probe_rows), "training_curves.png"),
                           (label_fraction_curve(report), "accuracy_vs_label_fraction.png"),
                           (projection_plot(report), "eval_embeddings_2d.png")):
             mf.log_figure(fig, f"plots/{name}")

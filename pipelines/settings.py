@@ -222,7 +222,7 @@ def _registry_section(registry, p: Path) -> dict | None:
     if registry is None:
         return None
     if not isinstance(registry, dict):
-        raise SettingsError(f"{p}: registry must be a mapping such as {{model_name: my-encoder, tolerance: 0.01}}, "
+        raise SettingsError(f"{p}: registry must be a mapping such as {{model_name: my-encoder, seed_margin: 0.03}}, "
                             f"got {registry!r}")
     name = registry.get("model_name", DEFAULT_MODEL_NAME)
     if not isinstance(name, str) or not name.strip():
@@ -235,7 +235,7 @@ def _registry_section(registry, p: Path) -> dict | None:
         raise SettingsError(f"{p}: registry.approval must be one of {list(APPROVAL_MODES)} (human: `champion` moves only "
                             f"when a reviewer runs `sslpipe approve`; auto: the gate's pass moves it), got {approval!r}")
     _dataclass_section("registry", {k: v for k, v in registry.items() if k not in REGISTRY_KEYS}, GateConfig, p,
-                       "{primary_metric: linear, tolerance: 0.01}", extra=REGISTRY_KEYS)
+                       "{primary_metric: linear, seed_margin: 0.03}", extra=REGISTRY_KEYS)
     return dict(registry)
 
 

@@ -13,15 +13,22 @@ def _figure(w: float = 6.0, h: float = 4.0):
     return Figure(figsize=(w, h), dpi=100, layout="constrained")
 
 
-def training_curves(metrics: list[dict]):
-    """metrics: the rows of metrics.jsonl ({"step", "loss", "lr", ...})."""
-    fig = _figure(8, 3.5)
-    ax1, ax2 = fig.subplots(1, 2)
+def training_curves(metrics: list[dict], probes: list[dict] | None = None):
+    """metrics: the rows of metrics.jsonl ({"step", "loss", "lr", ...}); probes: the rows of probes.jsonl
+    ({"step", "knn20"}: the kNN probe in step with training, on held-out probe-train rows), a third panel."""
+    fig = _figure(12 if probes else 8, 3.5)
+    axes = fig.subplots(1, 3 if probes else 2)
+    ax1, ax2 = axes[0], axes[1]
     steps = [r["step"] for r in metrics]
     ax1.plot(steps, [r["loss"] for r in metrics], lw=1)
     ax1.set(xlabel="step", ylabel="loss", title="training loss")
     ax2.plot(steps, [r["lr"] for r in metrics], lw=1, color="tab:orange")
     ax2.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    if probes:
+        ax3 = axes[2]
+        ax3.plot([r["step"] for r in probes], [100 * r["knn20"] for r in probes], marker="o", lw=1, color="tab:green")
+        ax3.set(xlabel="steps done", ylabel="kNN k=20 accuracy (%)",
+                title="probe while training (held-out probe-train images)")
     return fig
 
 

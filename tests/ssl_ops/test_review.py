@@ -250,3 +250,8 @@ def test_plots_render_to_png():
         assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n" and len(buf.getvalue()) > 5000
     ax = label_fraction_curve(r).axes[0]
     assert len(ax.get_lines()) >= 4  # model, champion, random init, raw pixels
+    probes = [{"step": s, "knn20": 0.1 + s / 100} for s in (0, 10, 20)]
+    fig = training_curves(rows, probes)  # the probe in step with training: a third panel with its curve
+    assert len(fig.axes) == 3 and "probe while training" in fig.axes[2].get_title()
+    assert list(fig.axes[2].get_lines()[0].get_ydata()) == pytest.approx([10.0, 20.0, 30.0])
+    assert len(training_curves(rows).axes) == 2
