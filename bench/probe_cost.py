@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 TARGET = 0.15
 
 
-def measure(data: str, work: Path, every: int, train_cfg: dict, default_steps: int, say) -> dict:
-    from bench.seed_spread import prepare, train_one
+def measure(data: str, work: Path, every: int, overrides: dict, steps: int | None, say) -> dict:
+    """steps: train this many (a quick look), and project the ratio to the default's length (its steps, or its
+    budget); None: train exactly the default."""
+    from bench.seed_spread import default_train, prepare, short_sides, train_one
     from ssl_ops.probes.evalset import load_eval_arrays
     from ssl_ops.probes.report import probe_report, random_encoder
     from ssl_ops.review import GateConfig, decide
@@ -38,6 +40,10 @@ def measure(data: str, work: Path, every: int, train_cfg: dict, default_steps: i
 
     d = prepare(data, work / "data", every)
     say(f"{data}: {d['describe']}: {d['train_images']} training images, {d['eval_images']} eval images")
+    sides = short_sides(d["eval_accepted"])
+    default = default_train(data, overrides, sides)
+    train_cfg = default_train(data, {**overrides, "steps": steps}, sides) if steps else default
+    say(f"{data}: training {json.dumps(train_cfg)}")
     res, train_s = train_one(train_cfg, d["indexes"], work / "run")
     say(f"{data}: trained {res.steps} steps in {train_s:.1f} s")
     t0 = time.perf_counter()
@@ -50,13 +56,17 @@ def measure(data: str, work: Path, every: int, train_cfg: dict, default_steps: i
     group_tables(report)
     probe_s = time.perf_counter() - t0
     per_step = train_s / max(res.steps, 1)
-    projected = probe_s / (per_step * default_steps)
+    default_s = default["budget_minutes"] * 60 if default.get("budget_minutes") else per_step * default["steps"]
+    default_steps = default.get("steps") or 0  # 0: the default is a budget
+    projected = probe_s / default_s
     out = {"data": data, "describe": d["describe"], "train_images": d["train_images"], "eval_images": d["eval_images"],
            "steps": res.steps, "train_s": train_s, "probe_s": probe_s, "ratio": probe_s / train_s,
-           "default_steps": default_steps, "projected_train_s": per_step * default_steps,
+           "default_steps": default_steps, "default_budget_minutes": default.get("budget_minutes"),
+           "projected_train_s": default_s,
            "projected_ratio": projected, "gate": decision.summary[:200]}
     say(f"{data}: probe_report {probe_s:.1f} s after {train_s:.1f} s of training: {100 * out['ratio']:.1f}%; at the "
-        f"default's {default_steps} steps (about {per_step * default_steps:.0f} s of training) {100 * projected:.1f}%")
+        f"default's length ({f'{default_steps} steps' if default_steps else f'a budget of {default_s / 60:g} min'}, about "
+        f"{default_s:.0f} s of training) {100 * projected:.1f}%")
     return out
 
 
@@ -69,26 +79,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, default=ROOT / ".bench" / "probe-cost")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
-    from bench.seed_spread import default_train
-
     overrides = json.loads(a.train)
-    default_steps = int(default_train(overrides)["steps"])
-    if a.steps is not None:
-        overrides["steps"] = a.steps
-    cfg = default_train(overrides)
     start = time.perf_counter()
 
     def say(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f} s] {msg}", flush=True)
 
-    say(f"training: {json.dumps(cfg)}")
-    rows = [measure(name.strip(), a.work / name.strip(), a.every, cfg, default_steps, say)
+    rows = [measure(name.strip(), a.work / name.strip(), a.every, overrides, a.steps, say)
             for name in a.data.split(",") if name.strip()]
     print(f"\n{'data':<8}{'train s':>10}{'probe s':>10}{'ratio':>9}{'at default steps':>18}  (target <= {TARGET:.0%})")
     for r in rows:
         print(f"{r['data']:<8}{r['train_s']:>10.1f}{r['probe_s']:>10.1f}{r['ratio']:>9.1%}{r['projected_ratio']:>18.1%}"
               f"  {'ok' if r['projected_ratio'] <= TARGET else 'OVER'}")
-    result = {"train": cfg, "rows": rows, "target": TARGET}
+    result = {"train": overrides, "rows": rows, "target": TARGET}
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=1))

@@ -14,8 +14,9 @@ from.
 Data: "demo" is ssl_ops.demo_data (3 landing batches of digits, a labeled eval set of 599); "cifar" is CIFAR-10 from
 ../shared/datasets (train images as one landing batch, test images in class folders as the eval set); "pacs" is
 PACS from ../shared/datasets (every n-th image, 65% as a landing batch, 35% as the labeled eval set with its
-domain). Each is ingested and sharded by the pipeline's own code. The training is the pipeline's default
-(pipelines.settings.train_config_dict(None)) with --train JSON over it; only `seed` changes between runs.
+domain). Each is ingested and sharded by the pipeline's own code. The training is what `sslpipe` trains with no
+train: section (the demo: its own recipe, DEMO_TRAIN), fitted to the images (ssl_ops.train.recipe.fit, with the
+eval images' short sides) and the machine, with --train JSON over it; only `seed` changes between runs.
 Figures go to --json as well.
 """
 
@@ -122,11 +123,22 @@ def prepare(data: str, work: Path, every: int = 10) -> dict:
             "eval_images": accepted.num_rows, "describe": describe}
 
 
-def default_train(overrides: dict | None = None) -> dict:
-    """The pipeline's default training (what `sslpipe run` trains with no train: section), overrides on top."""
-    from pipelines.settings import train_config_dict
+def default_train(data: str = "demo", overrides: dict | None = None, short_sides=None) -> dict:
+    """What `sslpipe` trains on this data with no train: section (`sslpipe demo`: the demo's recipe), overrides
+    on top (a length in them replaces the default's), fitted to the images' short sides and this machine."""
+    from pipelines.settings import WINDOW_KEYS, train_defaults
+    from ssl_ops.demo_data import DEMO_TRAIN
+    from ssl_ops.train import TrainConfig
+    from ssl_ops.train.recipe import fit
 
-    return {**train_config_dict(None), **(overrides or {})}
+    section = train_defaults(overrides or {}, base=DEMO_TRAIN if data == "demo" else {})
+    cfg = TrainConfig.from_dict({k: v for k, v in section.items() if k not in WINDOW_KEYS})
+    fitted, _ = fit(cfg, short_sides if cfg.image_size is None else None)
+    return fitted.to_dict()
+
+
+def short_sides(accepted) -> list[int]:
+    return [min(w, h) for w, h in zip(accepted.column("width").to_pylist(), accepted.column("height").to_pylist())]
 
 
 def train_one(train_cfg: dict, indexes: list[Path], out: Path):
@@ -171,11 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = json.loads(a.train)
     if a.steps is not None:
         overrides["steps"] = a.steps
-    base = default_train(overrides)
     t0 = time.perf_counter()
     d = prepare(a.data, a.work / "data", a.every)
     print(f"data: {d['describe']}: {d['train_images']} training images sharded, {d['eval_images']} eval images "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    base = default_train(a.data, overrides, short_sides(d["eval_accepted"]))
     print(f"training: {json.dumps({k: v for k, v in base.items() if k != 'seed'})}", flush=True)
     data = load_eval_arrays(d["eval_accepted"], d["eval_dir"], int(base["image_size"]))
     runs = []

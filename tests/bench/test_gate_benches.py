@@ -35,7 +35,8 @@ def test_probe_cost_times_the_probes_against_the_training(tmp_path, capsys):
     (row,) = result["rows"]
     assert row["steps"] == 2 and row["train_s"] > 0 and row["probe_s"] > 0
     assert row["ratio"] == row["probe_s"] / row["train_s"] and row["projected_ratio"] < row["ratio"]
-    assert row["default_steps"] == seed_spread.default_train()["steps"]
+    assert row["default_steps"] == seed_spread.default_train("demo")["steps"]  # the demo trains its own recipe
+    assert seed_spread.default_train("pacs", {}, [64, 64])["budget_minutes"] == 10  # user data: the budget
     for stage in ("model: linear probe", "raw pixels: kNN", "random init: linear probe", "champion: linear probe",
                   "probes done in", "demo: probe_report"):
         assert stage in out, stage

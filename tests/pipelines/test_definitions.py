@@ -25,7 +25,7 @@ def test_definitions_load_with_the_graph_and_contract_checks(tmp_path):
     # the leakage decision after every shard, training after the decision (the window is chosen in its config)
     assert parents("image_shards") == {"raw_images", "validated_images", "bias_report", "eval_images"}
     assert parents("eval_leakage") == {"image_shards", "eval_images"}
-    assert parents("ssl_encoder") == {"image_shards", "eval_leakage"}
+    assert parents("ssl_encoder") == {"image_shards", "eval_leakage", "eval_images"}  # the probe while training
     assert parents("probe_report") == {"ssl_encoder", "eval_images"}
     assert parents("registered_model") == {"ssl_encoder", "probe_report", "eval_images", "eval_leakage"}
     leak = defs.resolve_assets_def("eval_leakage").check_specs
