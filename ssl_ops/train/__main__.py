@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
                     help="index.json files (paths or fsspec URLs) of the shards to use")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--print-every", type=int, default=10)
-    ap.add_argument("--monitor", type=Path, default=None,
+    ap.add_argument("--probe-rows", dest="monitor", type=Path, default=None,
                     help="a .npz of held-out probe-train rows (ssl_ops.train.monitor.monitor_arrays): a kNN probe "
                          "every train.probe_every steps, and what train.keep: best picks by")
     a = ap.parse_args(argv)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
             raise ConfigError("train.image_size is auto, which the pipeline settles from the images' sizes before "
                               "it launches training: set train.image_size (px) in --config")
         if cfg.keep == "best" and a.monitor is None:
-            raise ConfigError("train.keep: best picks by the training probe: give --monitor FILE, or keep: last")
+            raise ConfigError("train.keep: best picks by the training probe: give --probe-rows FILE, or keep: last")
         monitor = None
         if a.monitor is not None:
             from ssl_ops.train.monitor import KnnMonitor

@@ -77,11 +77,12 @@ class LaunchSpec:
 
 def train_args(config: str, index: Sequence[str], out: str, print_every: int = 10,
                monitor: str | None = None) -> list[str]:
-    """The arguments of `python -m ssl_ops.train` (and of any module with its CLI)."""
+    """The arguments of `python -m ssl_ops.train` (and of any module with its CLI). None may be a prefix of a
+    torchrun option (torchrun's argparse reads abbreviations even after `-m module`: `--monitor` was ambiguous)."""
     if not index:
         raise LaunchError("no shard index to train on")
     return ["--config", str(config), "--index", *map(str, index), "--out", str(out),
-            "--print-every", str(print_every), *(["--monitor", str(monitor)] if monitor else [])]
+            "--print-every", str(print_every), *(["--probe-rows", str(monitor)] if monitor else [])]
 
 
 def launch_spec(run: Torchrun, module: str, config: str, index: Sequence[str], out: str,

@@ -38,7 +38,12 @@ def init_from_env(device_type: str) -> DistInfo:
 
 
 class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Batch norm over the batch of every rank, on any device (sums all-reduced with gradients)."""
+    """Batch norm over the batch of every rank, on any device (sums all-reduced with gradients). In eval mode (the
+    probe in step with training, on rank 0 alone) it is a plain batch norm with the running statistics."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):

@@ -255,8 +255,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 if callback is not None:
                     callback(step, metrics)
             step += 1
-            if probes.maybe(step, total):
-                method.train()
+            probes.maybe(step, total)
         del batches
         if info.is_main:
             save_atomic({"step": step, "total": total, "model": method.state_dict(), "optimizer": opt.state_dict(),
@@ -331,12 +330,15 @@ class _Probes:
         if not self.due(step, total) or any(r["step"] == step for r in self.rows):
             return False
         t = time.perf_counter()
-        acc = self.monitor(self.method.backbone, self.cfg.image_size, self.device)
-        self.spent.append(time.perf_counter() - t)
-        if len(self.spent) == 1 and self.cfg.budget_minutes:  # the first call pays for warm-up: time a second
-            t = time.perf_counter()
-            self.monitor(self.method.backbone, self.cfg.image_size, self.device)
+        try:
+            acc = self.monitor(self.method.backbone, self.cfg.image_size, self.device)
             self.spent.append(time.perf_counter() - t)
+            if len(self.spent) == 1 and self.cfg.budget_minutes:  # the first call pays for warm-up: time a second
+                t = time.perf_counter()
+                self.monitor(self.method.backbone, self.cfg.image_size, self.device)
+                self.spent.append(time.perf_counter() - t)
+        finally:
+            self.method.train()  # the probe put the encoder in eval mode: training goes on in train mode
         row = {"step": step, "knn20": acc, "seconds": self.spent[-1]}
         best = self.best()
         self.rows.append(row)

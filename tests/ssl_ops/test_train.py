@@ -267,7 +267,7 @@ def test_the_cli_refuses_an_auto_image_size_and_keep_best_without_a_monitor(tmp_
     assert "train.image_size is auto" in capsys.readouterr().err
     cfg.write_text('{"method": "simclr", "steps": 1, "image_size": 32, "keep": "best"}')
     assert train_main(["--config", str(cfg), "--index", str(index), "--out", str(tmp_path / "o")]) == 2
-    assert "give --monitor FILE" in capsys.readouterr().err
+    assert "give --probe-rows FILE" in capsys.readouterr().err
 
 
 # -- a budget, and the probe in step with training -----------------------------------------------------------------
@@ -368,3 +368,23 @@ def test_keep_best_really_picks_an_earlier_encoder_when_training_makes_it_worse(
     fresh = build_backbone("resnet18", 32, width=8)
     assert meta["steps"] == 0
     assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_training_goes_on_in_train_mode_after_each_probe(cifar_shards, tmp_path, monkeypatch):
+    """The probe puts the encoder in eval mode; the steps after it must train with batch statistics (and, under
+    DDP, all-reduce them on every rank), not with the running ones."""
+    import ssl_ops.train.loop as loop
+
+    urls = shard_urls([cifar_shards])
+    built, modes = [], []
+    real = loop.build_method
+    monkeypatch.setattr(loop, "build_method", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+
+    def record(step, metrics):
+        if "loss" in metrics:
+            modes.append(all(m.training for m in built[0].modules()))
+
+    cfg = TrainConfig.from_dict({**SMALL, "steps": 4, "probe_every": 2, "checkpoint_every": 0, "workers": 0})
+    train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "m", monitor=lambda backbone, size, device: 0.5,
+          callback=record)
+    assert modes == [True] * 4

@@ -3,7 +3,7 @@ with the setting named."""
 
 import pytest
 
-from ssl_ops.train.command import LaunchError, Torchrun, launch_spec
+from ssl_ops.train.command import LaunchError, Torchrun, launch_spec, train_args
 
 
 def test_one_node_is_standalone_and_passes_the_cli_arguments_through():
@@ -35,3 +35,20 @@ def test_unusable_settings_are_named(run, message):
         launch_spec(run, "ssl_ops.train", "c.json", ["i.json"], "out")
     with pytest.raises(LaunchError, match="no shard index"):
         launch_spec(Torchrun(), "ssl_ops.train", "c.json", [], "out")
+
+
+def test_no_training_argument_is_read_by_torchrun_as_one_of_its_own():
+    """torchrun's argparse matches abbreviations anywhere in argv: an argument of ours that is a prefix of one of
+    its options is taken (or refused as ambiguous) before the module sees it."""
+    import argparse
+    from unittest import mock
+
+    from torch.distributed.run import get_args_parser
+
+    argv = train_args("c.json", ["i.json"], "out", 10, monitor="out/probe.npz")
+    ours = [a for a in argv if a.startswith("--")]
+    theirs = [o for act in get_args_parser()._actions for o in act.option_strings if o.startswith("--")]
+    assert not [(a, t) for a in ours for t in theirs if t.startswith(a)]
+    with mock.patch.object(argparse.ArgumentParser, "exit", side_effect=SystemExit):
+        ns = get_args_parser().parse_args(["--standalone", "-m", "ssl_ops.train", *argv])
+    assert ns.training_script_args == argv
