@@ -66,7 +66,7 @@ def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, option
 
 
 def test_torchrun_trains_on_shards_split_across_ranks(cifar_shards, tmp_path):
-    (tmp_path / "cfg.yaml").write_text("train:\n  method: byol\n  backbone: resnet18\n  width: 8\n  batch_size: 32\n"
+    (tmp_path / "cfg.yaml").write_text("train:\n  method: byol\n  backbone: resnet18\n  width: 8\n  image_size: 32\n  batch_size: 32\n"
                                        "  steps: 3\n  workers: 1\n  checkpoint_every: 0\n")
     run = torchrun("-m", "ssl_ops.train", "--config", tmp_path / "cfg.yaml", "--index", cifar_shards,
                    "--out", tmp_path / "out", "--print-every", "1")
