@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CONFIGS = {
-    "cpu-default": dict(method="simclr", backbone="resnet18", width=16, batch_size=128),
-    "resnet18-simclr-32px": dict(method="simclr", backbone="resnet18", width=64, batch_size=256),
+    "cpu-default": dict(method="simclr", backbone="resnet18", width=16, image_size=32, batch_size=128),
+    "resnet18-simclr-32px": dict(method="simclr", backbone="resnet18", width=64, image_size=32, batch_size=256),
 }
 
 
