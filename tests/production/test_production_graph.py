@@ -70,7 +70,8 @@ def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_pa
     assert main(["approve", f"{model}@1", "--home", str(home), "--config", str(cfg3), "--force",
                  "--reason", "first production model"]) == 0
     # demo-003 completes; a second training (4 steps, as 2 torchrun processes launched through Dagster Pipes: the
-    # same graph, switched by configuration) passes against the champion and is the candidate
+    # same graph, switched by configuration) is registered as version 2, the challenger (a 4-step model cannot beat
+    # raw pixels, which every new model must)
     land(store, staging, ["demo-003"])
     cfg4 = production_config(tmp_path, svc, prefix, db, steps=4, model=model,
                              training={"launcher": "torchrun", "nproc_per_node": 2})
@@ -85,7 +86,7 @@ def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_pa
     from mlflow import MlflowClient
 
     client = MlflowClient(svc.mlflow_uri)
-    cand = client.get_model_version_by_alias(model, "candidate")
+    cand = client.get_model_version_by_alias(model, "challenger")
     assert cand.version == "2" and client.get_model_version_by_alias(model, "champion").version == "1"
     # the version's artifacts went through the server into the S3 bucket
     keys = [o["Key"] for page in svc.s3().get_paginator("list_objects_v2").paginate(Bucket="mlflow")
@@ -93,7 +94,7 @@ def test_the_whole_graph_in_production_against_the_real_servers(prod_env, tmp_pa
     assert any(cand.run_id in k and k.endswith("encoder.pt") for k in keys), keys[:20]
 
     # a fresh process, with nothing but the server's address (no S3 credentials: the server proxies artifacts)
-    code = (f"import mlflow, numpy as np; m = mlflow.pyfunc.load_model('models:/{model}@candidate'); "
+    code = (f"import mlflow, numpy as np; m = mlflow.pyfunc.load_model('models:/{model}@challenger'); "
             "e = m.predict(np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)); "
             "print('EMB', e.shape, bool(np.isfinite(e).all()))")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SSLPIPE_"))}
