@@ -26,6 +26,8 @@ RAW_PIXEL_KNN = 0.442
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train this many steps instead of a budget (to compare recipes that run at the same speed)")
     ap.add_argument("--method", default="simclr")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--width", type=int, default=16)
@@ -64,8 +66,8 @@ def main() -> None:
 
     # the budget is the loop's own (train.budget_minutes, ssl_ops.train.budget): it times its first steps and fixes
     # the step count so that the cosine ends when the budget does; the pipeline trains the same way
-    cfg = TrainConfig.from_dict({**base, "budget_minutes": a.minutes, "warmup_steps": a.warmup,
-                                 "checkpoint_every": 0})
+    length = {"steps": a.steps} if a.steps else {"budget_minutes": a.minutes}
+    cfg = TrainConfig.from_dict({**base, **length, "warmup_steps": a.warmup, "checkpoint_every": 0})
     run = a.work / "run"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.perf_counter()
@@ -92,7 +94,8 @@ def main() -> None:
            "views_per_s": res.views_per_s, "data_wait_share": res.data_wait_share, "final_loss": res.final_loss,
            "health": res.health, "device": res.device, "peak_gpu_mem_mb": res.peak_gpu_mem_mb,
            "knn_top1": acc, "raw_pixel_knn": RAW_PIXEL_KNN, "margin_points": 100 * (acc - RAW_PIXEL_KNN),
-           "eval_s": eval_s, "budget_minutes": a.minutes, "wall_over_budget": train_s / (a.minutes * 60)}
+           "eval_s": eval_s, "budget_minutes": None if a.steps else a.minutes,
+           "wall_over_budget": None if a.steps else train_s / (a.minutes * 60)}
     print(json.dumps(out, indent=1))
     print(f"kNN top-1 {acc:.2%} after {train_s / 60:.1f} min of pretraining ({res.images_seen / 50000:.1f} epochs, "
           f"{res.images_per_s:.0f} images/s, data wait {res.data_wait_share:.1%}); raw pixels {RAW_PIXEL_KNN:.1%}: "

@@ -13,8 +13,8 @@
   callback (rank 0) and to out_dir/metrics.jsonl; every `health_every` steps the embedding std and effective
   rank of the first view's features are added, and with collapse_std set a collapse stops the run.
 - Under train.budget_minutes the total is not known at the start: the first steps are timed and the total
-  fixed (ssl_ops.train.budget) before the warmup ends, so the cosine ends when the budget does; it is saved in
-  every checkpoint, so a resumed run keeps it.
+  fitted (ssl_ops.train.budget), then fitted again, once and for good, on the next REFIT_STEPS steps, so the
+  cosine ends when the budget does; it is saved in every checkpoint, so a resumed run keeps it.
 - With a monitor (ssl_ops.train.monitor: kNN on held-out probe-train rows of the eval set), the encoder is
   probed before the first step, every `probe_every` steps (None: 10 times over the run) and after the last;
   each figure goes to out_dir/probes.jsonl and to the callback as {"probe_knn20": accuracy} at the step count
@@ -41,7 +41,7 @@ from ssl_ops.augment import normalise
 from ssl_ops.methods import build_method
 from ssl_ops.models import build_backbone
 from ssl_ops.train.checkpoint import load, save_atomic, save_encoder
-from ssl_ops.train.budget import CALIBRATION_STEPS, steps_for_budget
+from ssl_ops.train.budget import CALIBRATION_STEPS, REFIT_STEPS, steps_for_budget
 from ssl_ops.train.config import TrainConfig
 from ssl_ops.train.distributed import all_true, init_from_env, mean_over_ranks, sync_batchnorm
 from ssl_ops.train.health import effective_rank, embedding_std
@@ -175,6 +175,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
         torch.cuda.reset_peak_memory_stats(device)
 
     step, losses, health = start, [], {}
+    first_fit = None  # (step, timed seconds) of this process's first budget fit, until the final one
     timed_images = timed_views = 0
     timed_s = wait_s = 0.0
     method.train()
@@ -236,9 +237,21 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 step_s = mean_over_ranks(timed_s / max(1, step - start), device)
                 total = _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes, cfg,
                                    info.world, device)
+                # the final fit after REFIT_STEPS more steps, or a quarter of those planned when fewer remain
+                first_fit = (step, timed_s, step + max(1, min(REFIT_STEPS, (total - step) // 4)))
                 if info.is_main:
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s measured over "
                           f"{CALIBRATION_STEPS} steps -> {total} steps", flush=True)
+            elif first_fit is not None and step == first_fit[2]:
+                # the final total, from the steps since the first fit: the first ones run slower while caches and
+                # workers warm up (or while something else holds the CPU), which would end the run far too early
+                step_s = mean_over_ranks((timed_s - first_fit[1]) / (step - first_fit[0]), device)
+                total = max(step + 2, _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes,
+                                                 cfg, info.world, device))
+                if info.is_main:
+                    print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s over the next "
+                          f"{step - first_fit[0]} steps -> {total} steps (final)", flush=True)
+                first_fit = None
             if cfg.health_every and (step % cfg.health_every == 0 or step == (total or unbounded) - 1):
                 health = {"embedding_std": embedding_std(out.features), "effective_rank": effective_rank(out.features)}
                 metrics.update(health)

@@ -122,6 +122,26 @@ def test_ran_fine_but_not_promoted_exits_0_with_a_line_or_3_with_strict(tmp_path
     assert main(["run", "--home", str(s.home.root), "--strict"]) == 0
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_run_that_ended_without_success_or_error_exits_1_with_a_failed_line(tmp_path, report, monkeypatch, capsys,
+                                                                              strict):
+    """A run killed from outside (the OOM killer, a terminated run worker) ends with success False and no step
+    error: it is a failure (exit 1, FAILED on stderr naming the run), never "ran fine", with or without --strict,
+    even when an earlier run of the same command registered a model and the table is printed."""
+    s = settings(tmp_path, config=False)
+    ok = RunOutcome("ingest_batch", "b1", "r0", True, materialized=["ingested_images"])
+    killed = RunOutcome("train_encoder", None, "r-killed", False, materialized=["ssl_encoder"])
+    monkeypatch.setattr("pipelines.runner.run_pipeline", lambda *a, **k: [ok, killed])
+    monkeypatch.setattr("pipelines.results.end_of_run",
+                        lambda s_, outcomes: render_end(s_, copy.deepcopy(report), registered(True)))
+    assert main(["run", "--home", str(s.home.root)] + (["--strict"] if strict else [])) == 1
+    captured = capsys.readouterr()
+    failed = [ln for ln in captured.err.splitlines() if ln.startswith("FAILED:")]
+    assert failed == ["FAILED: train_encoder (global): the run did not succeed (killed or terminated?); "
+                      "see run r-killed in the UI"]
+    assert "exit status 0" not in captured.out and "exit status 3" not in captured.out
+
+
 def test_strict_is_documented_in_the_help(capsys):
     for cmd in ("run", "demo"):
         with pytest.raises(SystemExit):

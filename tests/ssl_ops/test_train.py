@@ -4,6 +4,8 @@ metrics, and safe weights."""
 import json
 import math
 import pickle
+import re
+import time
 
 import pytest
 import torch
@@ -311,6 +313,31 @@ def test_a_budget_fixes_the_total_after_calibration_and_a_resume_keeps_it(cifar_
     save_atomic(blob, tmp_path / "b" / "checkpoint.pt")
     again = train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "b")
     assert again.resumed_from == step and again.total_steps == res.total_steps
+
+
+def test_a_budget_refits_its_total_when_the_first_steps_were_slow(cifar_shards, tmp_path, capsys):
+    """The first timed steps wait 0.6 s each for data (as when another process holds the CPU at the start); the
+    first total is fitted on them, the final one on the next steps (REFIT_STEPS, or a quarter of those the first
+    total leaves), which run at full speed: the run
+    plans more steps than the first measurement allowed, and the cosine ends at that final total."""
+    from ssl_ops.train.budget import CALIBRATION_STEPS
+
+    inner = ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0)
+
+    def slow_start(start_step, n_steps):
+        for i, batch in enumerate(inner(start_step, n_steps)):
+            if start_step + i <= CALIBRATION_STEPS:
+                time.sleep(0.6)
+            yield batch
+
+    cfg = TrainConfig.from_dict({**SMALL, "budget_minutes": 0.5, "checkpoint_every": 0, "workers": 0})
+    res = train(cfg, slow_start, tmp_path / "r")
+    out = capsys.readouterr().out
+    first = int(re.search(r"measured over \d+ steps -> (\d+) steps", out).group(1))
+    final = int(re.search(r"over the next \d+ steps -> (\d+) steps \(final\)", out).group(1))
+    assert final == res.total_steps == res.steps and final > 1.5 * first, out
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(lr_at(res.steps - 1, res.steps, cfg.lr, cfg.warmup_steps))
 
 
 def test_the_training_probe_logs_a_curve_on_probe_train_rows_and_keep_best_keeps_the_best(cifar_shards, tmp_path):
