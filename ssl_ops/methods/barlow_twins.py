@@ -17,11 +17,11 @@ class BarlowTwins(Method):
 
     def __init__(self, backbone, image_size: int, proj_dim: int = 2048, hidden_dim: int = 2048,
                  lambd: float = 0.0051, crop_scale: tuple[float, float] = (0.08, 1.0),
-                 hflip: bool = True, rotate: float = 0.0):
+                 hflip: bool = True, rotate: float = 0.0, crop_size: int | None = None):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp(backbone.out_dim, hidden_dim, proj_dim, layers=3)
-        self.views = TwoViews(image_size, "byol", scale=tuple(crop_scale), hflip=hflip, rotate=rotate)
+        self.views = TwoViews(crop_size or image_size, "byol", scale=tuple(crop_scale), hflip=hflip, rotate=rotate)
         self.lambd = lambd
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:

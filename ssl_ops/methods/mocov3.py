@@ -17,14 +17,14 @@ class MoCoV3(Method):
 
     def __init__(self, backbone, image_size: int, temperature: float = 0.2, momentum: float = 0.99,
                  proj_dim: int = 256, hidden_dim: int = 2048, crop_scale: tuple[float, float] = (0.08, 1.0),
-                 hflip: bool = True, rotate: float = 0.0):
+                 hflip: bool = True, rotate: float = 0.0, crop_size: int | None = None):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp(backbone.out_dim, hidden_dim, proj_dim, layers=3, last_bn=True, last_bn_affine=False)
         self.predictor = mlp(proj_dim, hidden_dim, proj_dim, layers=2, last_bn=True, last_bn_affine=False)
         self.key_backbone = frozen_copy(backbone)
         self.key_projector = frozen_copy(self.projector)
-        self.views = TwoViews(image_size, "byol", scale=tuple(crop_scale), hflip=hflip, rotate=rotate)
+        self.views = TwoViews(crop_size or image_size, "byol", scale=tuple(crop_scale), hflip=hflip, rotate=rotate)
         self.temperature, self.base_momentum = temperature, momentum
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:

@@ -22,6 +22,7 @@ RANGES: dict[str, tuple] = {
     "decoder_dim": _POS_INT, "decoder_depth": _POS_INT, "decoder_heads": _POS_INT,
     "local_crops": ("int", 0, None, True, True),  # DINO's small crops per image
     "local_size": ("int", 8, None, True, True),  # px (or null: a default from image_size)
+    "crop_size": ("int", 8, None, True, True),  # px of the two-view methods' crops (or null: image_size)
     "mask_ratio": ("float", 0.0, 1.0, False, False),  # MAE: share of patches removed, strictly between 0 and 1
     "lambd": ("float", 0.0, None, True, True),  # Barlow Twins' off-diagonal weight
     "sim_weight": ("float", 0.0, None, True, True), "var_weight": ("float", 0.0, None, True, True),
@@ -53,7 +54,7 @@ def check_option(key: str, v) -> None:
             raise ValueError(f"{name} must be [low, high] with 0 < low <= high <= 1 (shares of the image area), "
                              f"got {v!r}")
         return
-    if key == "local_size" and v is None:
+    if key in ("local_size", "crop_size") and v is None:
         return
     _, lo, hi, lo_in, hi_in = rule
     if kind == "int" and not (isinstance(v, int) and not isinstance(v, bool)):

@@ -15,11 +15,11 @@ class SimCLR(Method):
 
     def __init__(self, backbone, image_size: int, temperature: float = 0.2, proj_dim: int = 128,
                  hidden_dim: int = 2048, crop_scale: tuple[float, float] = (0.08, 1.0),
-                 hflip: bool = True, rotate: float = 0.0):
+                 hflip: bool = True, rotate: float = 0.0, crop_size: int | None = None):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp(backbone.out_dim, hidden_dim, proj_dim, layers=2)
-        self.views = TwoViews(image_size, "simclr", scale=tuple(crop_scale), hflip=hflip, rotate=rotate)
+        self.views = TwoViews(crop_size or image_size, "simclr", scale=tuple(crop_scale), hflip=hflip, rotate=rotate)
         self.temperature = temperature
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:

@@ -1,4 +1,4 @@
-"""ResNet-18 and ResNet-50 in plain torch (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016).
+"""ResNet-10, ResNet-18 and ResNet-50 in plain torch (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016).
 
     net = resnet18(small_images=True)   # x: [N, 3, 32, 32] -> [N, 512]
 
@@ -87,6 +87,11 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, 3, H, W] normalised images -> [N, out_dim] globally average-pooled features."""
         return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+
+def resnet10(small_images: bool = True, width: int = 64) -> ResNet:
+    """One basic block per stage (half of ResNet-18's depth): about half its compute, for short CPU budgets."""
+    return ResNet(BasicBlock, (1, 1, 1, 1), small_images, width)
 
 
 def resnet18(small_images: bool = True, width: int = 64) -> ResNet:

@@ -78,7 +78,14 @@ def main(argv: list[str] | None = None, callback: Callable[[int, dict], None] | 
         return _fail(e, 1, on_error)
     import torch
 
-    info = init_from_env("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
+    kind = "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"
+    info = init_from_env(kind)
+    if not cfg.fitted:  # the device's keys left auto (backbone, width, batch size): settled for this device
+        from ssl_ops.train.recipe import fit
+
+        cfg, notes = fit(cfg, device=kind)
+        for n in notes if info.is_main else []:
+            print(f"recipe: {n}", flush=True)
 
     def show(step, m):
         if "probe_knn20" in m:

@@ -33,9 +33,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     method: str = "simclr"  # one of METHOD_NAMES
-    backbone: str = "resnet18"  # one of ssl_ops.models.BACKBONES
+    backbone: str | None = None  # one of ssl_ops.models.BACKBONES; None: by device and method (recipe.fit)
     image_size: int | None = None  # px; images are resized/centre-cropped to this. None: from the data (recipe.fit)
-    batch_size: int = 256  # global batch: split evenly over the ranks under DDP
+    batch_size: int | None = None  # global batch, split evenly over the ranks under DDP; None: by device (recipe.fit)
     steps: int | None = None  # optimiser steps; set one of steps, epochs and budget_minutes
     epochs: float | None = None  # passes over the training samples (steps = ceil(epochs * samples / batch))
     budget_minutes: float | None = 10.0  # wall-clock minutes for the whole run (the default when neither steps nor
@@ -83,9 +83,9 @@ class TrainConfig:
     def validate(self) -> None:
         if self.method not in METHOD_NAMES:
             raise ConfigError(f"train.method {self.method!r} is unknown; choose one of {', '.join(METHOD_NAMES)}")
-        if self.backbone not in BACKBONES:
+        if self.backbone is not None and self.backbone not in BACKBONES:
             raise ConfigError(f"train.backbone {self.backbone!r} is unknown; choose one of {', '.join(BACKBONES)}")
-        if self.method == "mae" and not self.backbone.startswith("vit"):
+        if self.method == "mae" and not self.vit:
             raise ConfigError("train.method mae needs a ViT backbone: set train.backbone to vit_tiny or vit_small")
         given = [k for k in LENGTH_KEYS + ("budget_minutes",) if getattr(self, k) is not None]
         if len(given) != 1:
@@ -108,10 +108,10 @@ class TrainConfig:
             raise ConfigError(f"train.keep {self.keep!r} is unknown; choose one of {', '.join(KEEP)}")
         if self.probe_every is not None and self.probe_every < 0:
             raise ConfigError(f"train.probe_every must not be negative (0 = never), got {self.probe_every}")
-        if self.image_size is not None and self.backbone.startswith("vit") and self.image_size % self.patch_size:
+        if self.image_size is not None and self.vit and self.image_size % self.patch_size:
             raise ConfigError(f"train.image_size {self.image_size} is not a multiple of train.patch_size "
                               f"{self.patch_size}")
-        if self.batch_size < 2:
+        if self.batch_size is not None and self.batch_size < 2:
             raise ConfigError(f"train.batch_size must be at least 2 (the losses compare samples), got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer {self.optimizer!r} is unknown; choose one of {OPTIMIZERS}")
@@ -146,20 +146,26 @@ class TrainConfig:
             check_options(self.method_options)
         except ValueError as e:
             raise ConfigError(f"train.{e}") from None
-        size = self.image_size or (self.patch_size * 4 if self.backbone.startswith("vit") else 32)  # auto: any size
+        size = self.image_size or (self.patch_size * 4 if self.vit else 32)  # auto: any size
         try:  # build it without memory (meta tensors): option values and combinations are checked now
             import torch
 
             with torch.device("meta"):
-                backbone = build_backbone(self.backbone, size, patch_size=self.patch_size, width=self.width or 64)
+                backbone = build_backbone(self.backbone or ("vit_tiny" if self.vit else "resnet18"), size,
+                                          patch_size=self.patch_size, width=self.width or 64)
                 build_method(self.method, backbone, size, self.method_options)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"train: {self.method} / {self.backbone} cannot be built: {e}") from None
 
     @property
+    def vit(self) -> bool:
+        """A ViT backbone: one named, or the auto choice for MAE (which needs one)."""
+        return self.backbone.startswith("vit") if self.backbone else self.method == "mae"
+
+    @property
     def fitted(self) -> bool:
         """Every "auto" key settled (recipe.fit): what the training loop needs."""
-        return self.image_size is not None and self.width is not None
+        return all(getattr(self, k) is not None for k in ("image_size", "width", "backbone", "batch_size"))
 
     def total_steps(self, num_samples: int | None = None) -> int | None:
         """The step count; None under a budget (measured while training: ssl_ops.train.budget)."""
@@ -169,6 +175,8 @@ class TrainConfig:
             return None
         if not num_samples:
             raise ConfigError("train.epochs needs the number of training samples; none were given")
+        if self.batch_size is None:
+            raise ConfigError("train.epochs needs train.batch_size: set it, or settle it first (recipe.fit)")
         return max(1, math.ceil(self.epochs * num_samples / self.batch_size))
 
     def to_dict(self) -> dict:
@@ -196,7 +204,7 @@ def _coerce(key: str, value, type_name: str):
             if not isinstance(value, bool):
                 raise ValueError
             return value
-        if t == "str":
+        if t in ("str", "str | None"):
             if not isinstance(value, str):
                 raise ValueError
             return value

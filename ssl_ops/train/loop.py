@@ -13,8 +13,8 @@
   callback (rank 0) and to out_dir/metrics.jsonl; every `health_every` steps the embedding std and effective
   rank of the first view's features are added, and with collapse_std set a collapse stops the run.
 - Under train.budget_minutes the total is not known at the start: the first steps are timed and the total
-  fitted (ssl_ops.train.budget), then fitted again, once and for good, on the next REFIT_STEPS steps, so the
-  cosine ends when the budget does; it is saved in every checkpoint, so a resumed run keeps it.
+  fitted (ssl_ops.train.budget), then fitted again every REFIT_STEPS steps until half of the run is done, so
+  the cosine ends when the budget does; it is saved in every checkpoint, so a resumed run keeps it.
 - With a monitor (ssl_ops.train.monitor: kNN on held-out probe-train rows of the eval set), the encoder is
   probed before the first step, every `probe_every` steps (None: 10 times over the run) and after the last;
   each figure goes to out_dir/probes.jsonl and to the callback as {"probe_knn20": accuracy} at the step count
@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
     device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    if cfg.width is None:
+    if not cfg.fitted:  # the device's auto keys (the caller's data source is built with the same batch size)
         from ssl_ops.train.recipe import fit
 
         cfg, _ = fit(cfg, device=device.type)
@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
         torch.cuda.reset_peak_memory_stats(device)
 
     step, losses, health = start, [], {}
-    first_fit = None  # (step, timed seconds) of this process's first budget fit, until the final one
+    refit = None  # under a budget: (the step of the next fit, the step and timed seconds of the last one)
     timed_images = timed_views = 0
     timed_s = wait_s = 0.0
     method.train()
@@ -237,21 +237,23 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 step_s = mean_over_ranks(timed_s / max(1, step - start), device)
                 total = _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes, cfg,
                                    info.world, device)
-                # the final fit after REFIT_STEPS more steps, or a quarter of those planned when fewer remain
-                first_fit = (step, timed_s, step + max(1, min(REFIT_STEPS, (total - step) // 4)))
+                # the next fit after REFIT_STEPS more steps, or a quarter of those planned when fewer remain
+                refit = (step + max(1, min(REFIT_STEPS, (total - step) // 4)), step, timed_s)
                 if info.is_main:
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s measured over "
                           f"{CALIBRATION_STEPS} steps -> {total} steps", flush=True)
-            elif first_fit is not None and step == first_fit[2]:
-                # the final total, from the steps since the first fit: the first ones run slower while caches and
-                # workers warm up (or while something else holds the CPU), which would end the run far too early
-                step_s = mean_over_ranks((timed_s - first_fit[1]) / (step - first_fit[0]), device)
-                total = max(step + 2, _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes,
-                                                 cfg, info.world, device))
-                if info.is_main:
-                    print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s over the next "
-                          f"{step - first_fit[0]} steps -> {total} steps (final)", flush=True)
-                first_fit = None
+            elif refit is not None and step == refit[0]:
+                # the total again, from the steps since the last fit, until half of the run is done: the first
+                # steps run slower while caches and workers warm up (or while something else holds the CPU),
+                # which would end the run early; the cosine moves a little with each fit
+                step_s = mean_over_ranks((timed_s - refit[2]) / (step - refit[1]), device)
+                new = max(step + 2, _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes,
+                                               cfg, info.world, device))
+                if info.is_main and (refit[1] - start == CALIBRATION_STEPS or abs(new - total) > 0.02 * total):
+                    print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s over the last "
+                          f"{step - refit[1]} steps -> {new} steps", flush=True)
+                total = new
+                refit = (step + REFIT_STEPS, step, timed_s) if step + REFIT_STEPS <= total // 2 else None
             if cfg.health_every and (step % cfg.health_every == 0 or step == (total or unbounded) - 1):
                 health = {"embedding_std": embedding_std(out.features), "effective_rank": effective_rank(out.features)}
                 metrics.update(health)
@@ -312,6 +314,7 @@ def _fit_total(budget_s: float, elapsed_s: float, steps_done: int, step_s: float
     probe time is rank 0's (the only one probing) and the total is the mean over ranks."""
     first = steps_for_budget(budget_s, elapsed_s, steps_done, step_s)
     n = PROBES_WHEN_AUTO if cfg.probe_every is None else (first // cfg.probe_every if cfg.probe_every else 0)
+    n = max(0, n - sum(1 for r in probes.rows if 0 < r["step"] <= steps_done))  # those still to come
     reserve = mean_over_ranks(probes.seconds_each() * n * world, device)  # rank 0's figure (0 elsewhere)
     total = steps_for_budget(budget_s, elapsed_s, steps_done, step_s, reserve_s=reserve)
     return int(mean_over_ranks(float(total), device))

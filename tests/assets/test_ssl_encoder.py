@@ -155,6 +155,7 @@ def test_a_recipe_lies_under_the_section_its_view_options_follow_the_chosen_meth
 
     cfg = TrainConfig.from_dict(train_config_dict(base.train))
     assert cfg.image_size is None and cfg.width is None and cfg.budget_minutes == TrainConfig().budget_minutes
+    assert cfg.backbone is None and cfg.batch_size is None and not cfg.fitted  # by device, when it trains
     assert cfg.steps is None and cfg.method_options == {}
 
 

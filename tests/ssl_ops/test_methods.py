@@ -10,7 +10,7 @@ from ssl_ops.data import shard_urls
 from ssl_ops.methods import METHODS, build_method, method_options
 from ssl_ops.methods.base import ema_momentum, ema_update
 from ssl_ops.models import build_backbone
-from ssl_ops.train import ShardSource, TrainConfig, train
+from ssl_ops.train import ConfigError, ShardSource, TrainConfig, train
 
 ALL = ["simclr", "byol", "mocov3", "dino", "mae", "vicreg", "barlowtwins"]
 
@@ -54,6 +54,18 @@ def test_each_method_forward_gives_a_scalar_loss_and_first_view_features(name, b
     out.loss.backward()
     grads = [p.grad for p in m.backbone.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("name", ["simclr", "byol", "mocov3", "vicreg", "barlowtwins"])
+def test_two_view_methods_crop_at_crop_size_and_the_config_refuses_a_tiny_one(name):
+    """method_options.crop_size: the views are that size (the encoder pools globally, so it takes any size);
+    the images and the probes stay at image_size."""
+    m = build_method(name, build_backbone("resnet10", 32, width=8), 32, {"crop_size": 24})
+    views = m.views(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+    assert [tuple(v.shape) for v in views] == [(4, 3, 24, 24)] * 2
+    assert torch.isfinite(m(views).loss)
+    with pytest.raises(ConfigError, match="crop_size must be >= 8"):
+        TrainConfig.from_dict({"method": name, "method_options": {"crop_size": 4}})
 
 
 @pytest.mark.parametrize("name", ALL)

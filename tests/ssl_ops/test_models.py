@@ -14,6 +14,9 @@ def params(m):
 @pytest.mark.parametrize("name,size,expected", [
     # torchvision resnet18: 11,689,512 - fc (512*1000 + 1000) - 7x7 stem (64*3*49) + 3x3 stem (64*3*9)
     ("resnet18", 32, 11_689_512 - 513_000 - 9_408 + 1_728),
+    # ResNet-10: our resnet18 less the second basic block of each stage (two 3x3 convs and two BNs each):
+    # (64*64*9*2 + 2*128) + (128*128*9*2 + 2*256) + (256*256*9*2 + 2*512) + (512*512*9*2 + 2*1024) = 6,270,720
+    ("resnet10", 32, 11_689_512 - 513_000 - 9_408 + 1_728 - 6_270_720),
     # torchvision resnet50: 25,557,032 - fc (2048*1000 + 1000); 7x7 stem at 224 px
     ("resnet50", 224, 25_557_032 - 2_049_000),
     # timm vit_tiny_patch16_224: 5,717,416 - head (192*1000 + 1000) - learned pos embed (197*192; ours is fixed)
@@ -25,7 +28,8 @@ def test_parameter_counts_match_the_reference_architectures(name, size, expected
     assert params(build_backbone(name, size)) == expected
 
 
-@pytest.mark.parametrize("name,size,patch,dim", [("resnet18", 32, 16, 512), ("resnet50", 64, 16, 2048),
+@pytest.mark.parametrize("name,size,patch,dim", [("resnet10", 32, 16, 512), ("resnet18", 32, 16, 512),
+                                                  ("resnet50", 64, 16, 2048),
                                                   ("vit_tiny", 32, 4, 192), ("vit_small", 48, 8, 384)])
 def test_shapes_gradients_and_channels_last(name, size, patch, dim):
     m = build_backbone(name, size, patch)

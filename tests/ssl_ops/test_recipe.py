@@ -4,7 +4,7 @@ import pytest
 
 from ssl_ops.train import ConfigError, TrainConfig
 from ssl_ops.train.budget import SAFETY, steps_for_budget
-from ssl_ops.train.recipe import SIZE_CAP, WIDTH, fit, fitted_size
+from ssl_ops.train.recipe import BACKBONE, BATCH, CPU_CROP_SCALE, SIZE_CAP, WIDTH, fit, fitted_size
 
 
 def test_the_image_size_follows_the_median_short_side_rounded_and_capped_by_device():
@@ -20,18 +20,32 @@ def test_the_image_size_follows_the_median_short_side_rounded_and_capped_by_devi
 
 def test_fit_settles_only_the_auto_keys_and_says_why():
     cfg, notes = fit(TrainConfig(), short_sides=[64] * 10 + [30] * 3, device="cpu")
-    assert cfg.image_size == 32 and cfg.width == WIDTH["cpu"]
+    assert cfg.fitted and not TrainConfig().fitted
+    assert (cfg.image_size, cfg.width, cfg.backbone, cfg.batch_size) == (32, WIDTH["cpu"], BACKBONE["cpu"], BATCH["cpu"])
     assert any("median short side of 13 images is 64 px (capped at 32 px on cpu" in n for n in notes), notes
-    assert cfg.method_options == {}  # flips: the method's own
-    mine, notes = fit(TrainConfig.from_dict({"image_size": 24, "width": 32}), short_sides=None, device="cuda")
-    assert (mine.image_size, mine.width, notes) == (24, 32, [])
+    assert any(n.startswith("backbone resnet10: the backbone for cpu") for n in notes), notes
+    # flips: the method's own; crops: the CPU's scale, when the config gives no method options
+    assert cfg.method_options == {"crop_scale": list(CPU_CROP_SCALE), "crop_size": 24}  # 3/4 of 32 px
+    assert any("resized to 24 px" in n for n in notes), notes
+    small, _ = fit(TrainConfig(), short_sides=[16] * 3, device="cpu")
+    assert small.method_options["crop_size"] == 8  # 3/4 of 16 px, a multiple of 8
+    mine, notes = fit(TrainConfig.from_dict({"image_size": 24, "width": 32, "backbone": "resnet50",
+                                             "batch_size": 64, "method_options": {"temperature": 0.1}}),
+                      short_sides=None, device="cpu")
+    assert (mine.image_size, mine.width, mine.backbone, mine.batch_size, notes) == (24, 32, "resnet50", 64, [])
+    assert mine.method_options == {"temperature": 0.1}  # options given: none added
     gpu, _ = fit(TrainConfig(), short_sides=[500] * 3, device="cuda")
-    assert (gpu.image_size, gpu.width) == (224, 64)
+    assert (gpu.image_size, gpu.width, gpu.backbone, gpu.batch_size) == (224, 64, "resnet18", 256)
+    assert gpu.method_options == {}  # the paper's crops on a GPU
+    mae, notes = fit(TrainConfig.from_dict({"method": "mae"}), short_sides=[64] * 3, device="cpu")
+    assert mae.backbone == "vit_tiny" and mae.image_size % mae.patch_size == 0 and "MAE needs a ViT" in notes[0]
 
 
 def test_an_orientation_sensitive_contract_turns_the_flips_off_unless_the_config_says():
-    cfg, notes = fit(TrainConfig(), short_sides=[32], device="cpu", orientation_sensitive=True)
+    cfg, notes = fit(TrainConfig(), short_sides=[32], device="cuda", orientation_sensitive=True)
     assert cfg.method_options == {"hflip": False} and any("orientation-sensitive" in n for n in notes)
+    cpu, _ = fit(TrainConfig(), short_sides=[32], device="cpu", orientation_sensitive=True)
+    assert cpu.method_options == {"hflip": False, "crop_scale": list(CPU_CROP_SCALE), "crop_size": 24}
     mine, _ = fit(TrainConfig.from_dict({"method_options": {"hflip": True}}), [32], "cpu", orientation_sensitive=True)
     assert mine.method_options == {"hflip": True}
     dino, _ = fit(TrainConfig.from_dict({"method": "dino", "backbone": "vit_tiny", "patch_size": 4}), [32], "cpu",
@@ -43,7 +57,9 @@ def test_the_default_trains_for_a_budget_and_a_length_given_replaces_it():
     d = TrainConfig()
     assert d.budget_minutes == 10.0 and d.steps is None and d.total_steps(1000) is None
     assert TrainConfig.from_dict({"steps": 5}).budget_minutes is None
-    assert TrainConfig.from_dict({"epochs": 2}).total_steps(256) == 2
+    assert TrainConfig.from_dict({"epochs": 2, "batch_size": 256}).total_steps(256) == 2
+    with pytest.raises(ConfigError, match="train.epochs needs train.batch_size"):
+        TrainConfig.from_dict({"epochs": 2}).total_steps(256)  # auto until fitted
     with pytest.raises(ConfigError, match="exactly one of"):
         TrainConfig.from_dict({"steps": 5, "budget_minutes": 3})
 
