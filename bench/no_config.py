@@ -115,7 +115,7 @@ def main() -> int:
                                                             "emptied first; an existing home must be empty)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    home = a.home or ROOT / ".bench" / f"no-config-{a.data}"
+    home = (a.home or ROOT / ".bench" / f"no-config-{a.data}").resolve()
     if a.home is None:
         shutil.rmtree(home, ignore_errors=True)
     elif home.exists() and any(home.iterdir()):

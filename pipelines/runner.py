@@ -127,7 +127,8 @@ def _outcome(job: str, partition: str | None, result) -> RunOutcome:
             err = ev.step_failure_data.error
             if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
                 continue  # already reported as a failed blocking check, with its reason
-            out.errors.append(f"{ev.step_key}: {root_cause(err)}")
+            msg = root_cause(err)  # the assets' own messages already start with their name
+            out.errors.append(msg if msg.startswith(f"{ev.step_key}: ") else f"{ev.step_key}: {msg}")
         elif ev.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             out.materialized.append(ev.asset_key.to_user_string())
     return out

@@ -3,8 +3,8 @@
     total = steps_for_budget(budget_s=600, elapsed_s=14.2, steps_done=11, step_s=0.31, reserve_s=8.0)
 
 The training loop (ssl_ops.train.loop) times its first CALIBRATION_STEPS steps after the first (which pays for
-worker start-up and compilation) and sets a first total, then sets it again from each next REFIT_STEPS steps
-until half of the run is done, so that the cosine schedule reaches its end when the budget does. In measured
+worker start-up and compilation) and sets a first total, then sets it again every REFIT_STEPS steps from the
+mean step time since that first fit, until half of the run is done, so that the cosine schedule reaches its end when the budget does. In measured
 CPU runs the first steps ran at under half the later speed while another process briefly held the CPU (a
 total fitted on them alone ended a 4-minute budget after 1.8 minutes), and a total fitted once on steps 11-50
 ended a 15-minute budget after 12.6 minutes (later steps ran 13% faster). The total is saved in the

@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
         torch.cuda.reset_peak_memory_stats(device)
 
     step, losses, health = start, [], {}
-    refit = None  # under a budget: (the step of the next fit, the step and timed seconds of the last one)
+    refit = None  # under a budget: (next fit's step, last fit's step and timed seconds, first fit's step and seconds)
     timed_images = timed_views = 0
     timed_s = wait_s = 0.0
     method.train()
@@ -238,22 +238,23 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 total = _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes, cfg,
                                    info.world, device)
                 # the next fit after REFIT_STEPS more steps, or a quarter of those planned when fewer remain
-                refit = (step + max(1, min(REFIT_STEPS, (total - step) // 4)), step, timed_s)
+                refit = (step + max(1, min(REFIT_STEPS, (total - step) // 4)), step, timed_s, step, timed_s)
                 if info.is_main:
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s measured over "
                           f"{CALIBRATION_STEPS} steps -> {total} steps", flush=True)
             elif refit is not None and step == refit[0]:
-                # the total again, from the steps since the last fit, until half of the run is done: the first
-                # steps run slower while caches and workers warm up (or while something else holds the CPU),
-                # which would end the run early; the cosine moves a little with each fit
-                step_s = mean_over_ranks((timed_s - refit[2]) / (step - refit[1]), device)
+                # the total again, from every step since the first fit, until half of the run is done: the
+                # first steps run slower while caches and workers warm up (or while something else holds the
+                # CPU), which would end the run early; the cosine moves a little with each fit
+                step_s = mean_over_ranks((timed_s - refit[4]) / (step - refit[3]), device)
                 new = max(step + 2, _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes,
                                                cfg, info.world, device))
-                if info.is_main and (refit[1] - start == CALIBRATION_STEPS or abs(new - total) > 0.02 * total):
+                if info.is_main and (refit[1] == refit[3] or abs(new - total) > 0.02 * total):
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s over the last "
-                          f"{step - refit[1]} steps -> {new} steps", flush=True)
+                          f"{step - refit[3]} steps -> {new} steps", flush=True)
                 total = new
-                refit = (step + REFIT_STEPS, step, timed_s) if step + REFIT_STEPS <= total // 2 else None
+                refit = (step + REFIT_STEPS, step, timed_s, refit[3], refit[4]) \
+                    if step + REFIT_STEPS <= total // 2 else None
             if cfg.health_every and (step % cfg.health_every == 0 or step == (total or unbounded) - 1):
                 health = {"embedding_std": embedding_std(out.features), "effective_rank": effective_rank(out.features)}
                 metrics.update(health)
