@@ -11,14 +11,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpg"
+from bench.datasets import CIFAR
+from bench.datasets import need as _need
 
 
 def need(split: str) -> Path:
-    z = SHARED / f"{split}.zip"
-    if not z.exists():
-        raise SystemExit(f"{z} is absent: the shared datasets (../shared/datasets beside the project) are needed")
-    return z
+    return _need(CIFAR / f"{split}.zip")
 
 
 def train_shards(work: Path, every: int = 1) -> Path:

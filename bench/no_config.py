@@ -15,69 +15,37 @@ status 0 when the model beats both baselines on both figures, 3 when it does not
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+sys.path.insert(0, str(ROOT))
+
+from bench.datasets import extract_cifar, extract_pacs  # noqa: E402
 BASELINES = ("raw_pixels", "random_init")
-
-
-def _zip(path: Path) -> zipfile.ZipFile:
-    if not path.is_file():
-        raise SystemExit(f"{path} is absent: the shared datasets (../shared/datasets beside the project) are needed")
-    return zipfile.ZipFile(path)
 
 
 def split_pacs(home: Path) -> str:
     """80% of PACS (by sha256 of the path) as landing/pacs-001 with `domain` in metadata.csv; 20% as eval/ with
     labels.csv (path,label,domain)."""
-    land, ev = home / "landing" / "pacs-001", home / "eval"
-    with _zip(SHARED / "pacs-64" / "pacs-64px.zip") as z:
-        name = next(n for n in z.namelist() if n.endswith("labels.csv"))
-        prefix = name[:-len("labels.csv")]
-        rows = list(csv.DictReader(io.TextIOWrapper(z.open(name))))
-        meta, labels = [], []
-        for r in rows:
-            to_eval = int(hashlib.sha256(r["path"].encode()).hexdigest(), 16) % 5 == 0
-            dst = (ev if to_eval else land) / r["path"]
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(z.read(prefix + r["path"]))
-            (labels if to_eval else meta).append(r)
-    with open(land / "metadata.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "domain"])
-        w.writerows([r["path"], r["domain"]] for r in meta)
-    with open(ev / "labels.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "domain"])
-        w.writerows([r["path"], r["class"], r["domain"]] for r in labels)
-    return f"PACS: {len(meta):,} images in landing/pacs-001 (domain in metadata.csv), {len(labels):,} labelled in eval/"
+    n_land, n_eval = extract_pacs(home / "eval", landing=home / "landing" / "pacs-001", landing_metadata=True,
+                                  to_eval=lambda i, r: int(hashlib.sha256(r["path"].encode()).hexdigest(), 16) % 5 == 0)
+    return f"PACS: {n_land:,} images in landing/pacs-001 (domain in metadata.csv), {n_eval:,} labelled in eval/"
 
 
 def split_cifar(home: Path, every: int) -> str:
     """Every n-th CIFAR-10 train image as landing/cifar-001 (class folders, no labels used); every n-th test image
     as eval/<class>/."""
-    counts = {}
-    for split, out in (("train", home / "landing" / "cifar-001"), ("test", home / "eval")):
-        with _zip(SHARED / "cifar10-jpg" / f"{split}.zip") as z:
-            names = sorted(n for n in z.namelist() if n.endswith(".jpg"))[::every]
-            for n in names:
-                p = out / n.split("/", 1)[1]  # <class>/<file>
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(z.read(n))
-        counts[split] = len(names)
-    return (f"CIFAR-10: every {every}th image: {counts['train']:,} train images in landing/cifar-001, "
-            f"{counts['test']:,} test images in eval/")
+    n_train = extract_cifar("train", home / "landing" / "cifar-001", every)
+    n_test = extract_cifar("test", home / "eval", every)
+    return (f"CIFAR-10: every {every}th image: {n_train:,} train images in landing/cifar-001, "
+            f"{n_test:,} test images in eval/")
 
 
 def step_seconds(home: Path) -> dict[str, float]:

@@ -32,14 +32,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
+from bench.datasets import CIFAR, PACS, need
 from data_contracts.contract import MAX_PIXEL_DIFFERENCE, MIN_CORRELATION
 from ssl_ops.ingest.probe import THUMB, ImageLimits, gray_array, probe_image
 from ssl_ops.phash import hamming, hashable, near_pairs, phash64
 from ssl_ops.pixel_match import PixelMatcher, correlation, mean_pixel_difference, raw_pixel_difference, thumbnail
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-CIFAR = DATA / "cifar10-jpg"
-PACS = DATA / "pacs-64" / "pacs-64px.zip"
 SWEEP = (8, 10, 12, 14, 16, 18, 20, 22, 24, 28, 32)  # mean pixel difference thresholds, correlation not required
 COMBOS = ((16, -1.0), (1e9, 0.85), (12, 0.85), (16, 0.8), (16, 0.85), (16, 0.9), (20, 0.85), (20, 0.9))
 
@@ -48,12 +46,6 @@ def combos(verdicts) -> dict:
     """How many of these verdicts each (max difference, min correlation) pair of thresholds would confirm."""
     v = [x for x in verdicts if x.difference is not None]
     return {f"diff<={d:g},corr>={c:g}": int(sum(x.difference <= d and x.correlation >= c for x in v)) for d, c in COMBOS}
-
-
-def need(p: Path) -> Path:
-    if not p.exists():
-        raise SystemExit(f"{p} is absent: the shared datasets (../shared/datasets beside the project) are needed")
-    return p
 
 
 def thumbs(z: zipfile.ZipFile, names: list[str]) -> np.ndarray:

@@ -9,50 +9,17 @@ per-domain table.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+sys.path.insert(0, str(ROOT))
 
-
-def extract_cifar(split: str, out: Path, every: int, parts: int = 1) -> list[Path]:
-    z = SHARED / "cifar10-jpg" / f"{split}.zip"
-    if not z.exists():
-        raise SystemExit(f"{z} is absent: ../shared/datasets is needed")
-    folders = [out / f"cifar-{split}-{chr(97 + i)}" if parts > 1 else out for i in range(parts)]
-    with zipfile.ZipFile(z) as zf:
-        names = sorted(n for n in zf.namelist() if n.endswith(".jpg"))[::every]
-        for i, n in enumerate(names):
-            p = folders[i % parts] / n.split("/", 1)[1]  # <class>/<file>
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(zf.read(n))
-    return folders
-
-
-def extract_pacs(out: Path, every: int) -> int:
-    z = SHARED / "pacs-64" / "pacs-64px.zip"
-    with zipfile.ZipFile(z) as zf:
-        rows = list(csv.DictReader(io.TextIOWrapper(zf.open(next(n for n in zf.namelist()
-                                                                if n.endswith("labels.csv"))))))[::every]
-        prefix = next(n for n in zf.namelist() if n.endswith("labels.csv"))[:-len("labels.csv")]
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "labels.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "domain"])
-            for r in rows:
-                p = out / r["path"]
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(zf.read(prefix + r["path"]))
-                w.writerow([r["path"], r["class"], r["domain"]])
-    return len(rows)
+from bench.datasets import extract_cifar, extract_pacs  # noqa: E402
 
 
 def sslpipe(*args) -> float:
@@ -83,7 +50,7 @@ def main() -> None:
     landing, home = work / "landing", work / "home"
     extract_cifar("train", landing, a.every, parts=2)
     extract_cifar("test", work / "eval-cifar", a.every)
-    n_pacs = extract_pacs(work / "eval-pacs", a.pacs_every)
+    n_pacs = extract_pacs(work / "eval-pacs", a.pacs_every)[1]
     cfg = work / "config.yaml"
     cfg.write_text(json.dumps({"train": {"method": "simclr", "backbone": "resnet18", "width": a.width,
                                          "image_size": 32, "batch_size": 128, "steps": a.steps,

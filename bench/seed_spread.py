@@ -23,68 +23,24 @@ Figures go to --json as well.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import json
 import shutil
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "datasets"
+
+from bench.datasets import extract_cifar, extract_pacs  # noqa: E402
+
 METRICS = ("linear", "knn20", "knn200")
 
 
 # ------------------------------------------------------------------------------------------------------ data
-def _need(p: Path) -> Path:
-    if not p.exists():
-        raise SystemExit(f"{p} is absent: the shared datasets (../shared/datasets beside the project) are needed")
-    return p
-
-
-def _extract_cifar(split: str, out: Path, every: int) -> int:
-    with zipfile.ZipFile(_need(SHARED / "cifar10-jpg" / f"{split}.zip")) as zf:
-        names = sorted(n for n in zf.namelist() if n.endswith(".jpg"))[::every]
-        for n in names:
-            p = out / n.split("/", 1)[1]  # <class>/<file>
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(zf.read(n))
-    return len(names)
-
-
-def _extract_pacs(landing: Path, eval_dir: Path, every: int, eval_share: float = 0.35, seed: int = 0) -> tuple[int, int]:
-    """Every n-th PACS image, split at random into a landing batch (images only) and a labeled eval set
-    (labels.csv: path, label, domain); disjoint."""
-    z = _need(SHARED / "pacs-64" / "pacs-64px.zip")
-    with zipfile.ZipFile(z) as zf:
-        name = next(n for n in zf.namelist() if n.endswith("labels.csv"))
-        prefix = name[:-len("labels.csv")]
-        rows = list(csv.DictReader(io.TextIOWrapper(zf.open(name))))[::every]
-        order = np.random.default_rng(seed).permutation(len(rows))
-        n_eval = int(len(rows) * eval_share)
-        eval_rows = [rows[i] for i in sorted(order[:n_eval])]
-        for i in sorted(order[n_eval:]):
-            p = landing / rows[i]["path"]
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(zf.read(prefix + rows[i]["path"]))
-        eval_dir.mkdir(parents=True, exist_ok=True)
-        with open(eval_dir / "labels.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "domain"])
-            for r in eval_rows:
-                p = eval_dir / r["path"]
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(zf.read(prefix + r["path"]))
-                w.writerow([r["path"], r["class"], r["domain"]])
-    return len(rows) - n_eval, n_eval
-
-
 def prepare(data: str, work: Path, every: int = 10) -> dict:
     """Landing batches ingested and sharded, the eval set ingested (the pipeline's own scan and shard code):
     -> {"indexes": [index.json], "eval_accepted": table, "eval_dir": Path, "train_images": n, "describe": str}."""
@@ -103,11 +59,13 @@ def prepare(data: str, work: Path, every: int = 10) -> dict:
         landing, eval_dir = Path(home.landing), home.eval_dir
         describe = "the demo's digits (ssl_ops.demo_data)"
     elif data == "cifar":
-        n = _extract_cifar("train", landing / "cifar-train", every)
-        m = _extract_cifar("test", eval_dir, every)
+        n = extract_cifar("train", landing / "cifar-train", every)
+        m = extract_cifar("test", eval_dir, every)
         describe = f"CIFAR-10: every {every}th image ({n} train, {m} test as the eval set)"
     elif data == "pacs":
-        n, m = _extract_pacs(landing / "pacs", eval_dir, every)
+        # a random 35% of them as the eval set, the rest as one landing batch
+        rng = np.random.default_rng(0)
+        n, m = extract_pacs(eval_dir, every, landing=landing / "pacs", to_eval=lambda i, r: rng.random() < 0.35)
         describe = f"PACS: every {every}th image ({n} to train on, {m} as the eval set with its domain)"
     else:
         raise SystemExit(f"--data must be demo, cifar or pacs, got {data!r}")

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/time_to_accuracy.py --minutes 15            # the pipeline's default; CPU target: >= 60%
     .venv/bin/python bench/time_to_accuracy.py --minutes 4 --backbone resnet18 --options '{}'   # another recipe
-    .venv/bin/python bench/time_to_accuracy.py --steps 450 --lr 4e-3   # fixed steps: recipes that run at one speed
+    .venv/bin/python bench/time_to_accuracy.py --steps 450 --lr 2e-3   # fixed steps: recipes that run at one speed
 
 Unset options are the pipeline's default training (TrainConfig with no train: section, fitted to 32 px images and
 this device by ssl_ops.train.recipe.fit), so the figure is what a user gets with no config.

@@ -34,7 +34,7 @@ SIDE = 32  # px of the written images
 # ahead of raw pixels; tilts of 25 degrees did worse than 15; width 32 for 300 steps with tilts as well as this, in
 # 1.4x the time.
 DEMO_TRAIN = {"method": "simclr", "backbone": "resnet18", "width": 16, "image_size": 16, "batch_size": 128,
-              "steps": 600, "warmup_steps": 10, "workers": 1, "checkpoint_every": 100, "health_every": 50,
+              "steps": 600, "lr": 2e-3, "warmup_steps": 10, "workers": 1, "checkpoint_every": 100, "health_every": 50,
               "method_options": {"hflip": False, "rotate": 15, "crop_scale": [0.3, 1.0]}}
 
 

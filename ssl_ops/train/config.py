@@ -43,12 +43,13 @@ class TrainConfig:
     width: int | None = None  # ResNet first-stage channels (64 = the paper's); None: by device (recipe.fit)
     patch_size: int = 4  # ViT patch side; ignored by ResNets
     optimizer: str = "adamw"  # adamw, lars (SimCLR/BYOL's large-batch optimiser) or sgd (momentum 0.9)
-    lr: float = 2e-3  # peak learning rate, reached after the warmup, then cosine-decayed
+    lr: float | None = None  # peak learning rate, reached after the warmup, then cosine-decayed; None: by device
+    #                          and optimizer (recipe.fit: AdamW 4e-3 on a CPU, 2e-3 otherwise)
     min_lr: float = 0.0  # the cosine's end
     warmup_steps: int = 10  # linear warmup from 0
     weight_decay: float = 1e-4  # not applied to biases and norm parameters
     clip_grad: float = 3.0  # max global gradient norm (0 = no clipping)
-    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 autocast on GPU and on CPUs with native bf16 (train/precision.py), else fp32
     compile: bool = False  # torch.compile the model
     channels_last: bool = True  # NHWC memory format for ResNets
     seed: int = 0
@@ -123,14 +124,14 @@ class TrainConfig:
                 raise ConfigError(f"train.{k} must not be negative, got {getattr(self, k)}")
         if self.seed < 0:
             raise ConfigError(f"train.seed must not be negative, got {self.seed}")
-        if self.min_lr > self.lr:
+        if self.lr is not None and self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr {self.min_lr} is above train.lr {self.lr}: the cosine ends at min_lr")
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be at least 1, got {self.log_every}")
         if self.collapse_std and not self.health_every:
             raise ConfigError("train.collapse_std needs train.health_every > 0: collapse is checked with the health "
                               "metrics")
-        if self.optimizer == "lars" and self.lr < 0.01:
+        if self.optimizer == "lars" and self.lr is not None and self.lr < 0.01:
             raise ConfigError(f"train.lr {self.lr} is far too small for LARS, whose steps are lr x 0.001 of each "
                               f"weight's norm: use about 0.3 x batch_size / 256 (SimCLR, BYOL), or adamw")
         from ssl_ops.methods import build_method, method_options
@@ -165,7 +166,7 @@ class TrainConfig:
     @property
     def fitted(self) -> bool:
         """Every "auto" key settled (recipe.fit): what the training loop needs."""
-        return all(getattr(self, k) is not None for k in ("image_size", "width", "backbone", "batch_size"))
+        return all(getattr(self, k) is not None for k in ("image_size", "width", "backbone", "batch_size", "lr"))
 
     def total_steps(self, num_samples: int | None = None) -> int | None:
         """The step count; None under a budget (measured while training: ssl_ops.train.budget)."""

@@ -3,7 +3,7 @@
     result = train(cfg, source, out_dir, callback=lambda step, metrics: print(step, metrics))
 
 - The lr is lr_at(step) (warmup + cosine), set before every step; EMA momenta are functions of the step.
-- bf16 autocast on GPU (precision "auto"), channels_last for ResNets, optional torch.compile, gradient
+- bf16 autocast on GPU and on CPUs with native bf16 (precision "auto"), channels_last for ResNets, optional torch.compile, gradient
   clipping, and a NonFiniteLoss error (on every rank) the first time the loss is not finite.
 - A checkpoint (out_dir/checkpoint.pt) is written atomically every `checkpoint_every` steps; at each
   checkpoint boundary the data stream and the RNG are re-seeded from (seed, step, rank). A run restarted on
@@ -46,6 +46,7 @@ from ssl_ops.train.config import TrainConfig
 from ssl_ops.train.distributed import all_true, init_from_env, mean_over_ranks, sync_batchnorm
 from ssl_ops.train.health import effective_rank, embedding_std
 from ssl_ops.train.optim import build_optimizer
+from ssl_ops.train.precision import use_bf16
 from ssl_ops.train.schedule import lr_at
 from ssl_ops.train.source import BatchSource
 
@@ -169,13 +170,16 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
 
         model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(model) if cfg.compile else model
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    bf16 = use_bf16(cfg.precision, device)
+    if info.is_main and cfg.precision == "auto" and device.type == "cpu" and bf16:
+        print("precision bf16: this CPU does bf16 natively (set train.precision fp32 to choose)", flush=True)
     n_plain_views = 1 if cfg.method == "mae" else 2
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     step, losses, health = start, [], {}
-    refit = None  # under a budget: (next fit's step, last fit's step and timed seconds, first fit's step and seconds)
+    next_fit = None  # under a budget: the step at which the total is fitted again
+    fits = []  # ... (step, timed seconds) at each fit so far: a fit times the steps since one of them
     timed_images = timed_views = 0
     timed_s = wait_s = 0.0
     method.train()
@@ -203,7 +207,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
             views = method.views(images) if cfg.augment else [normalise(images)] * n_plain_views
             if conv:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = forward(views)
             loss = out.loss.float()
             loss_value = mean_over_ranks(loss.item(), device)  # the logged loss: the mean over ranks
@@ -238,23 +242,27 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 total = _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes, cfg,
                                    info.world, device)
                 # the next fit after REFIT_STEPS more steps, or a quarter of those planned when fewer remain
-                refit = (step + max(1, min(REFIT_STEPS, (total - step) // 4)), step, timed_s, step, timed_s)
+                fits = [(step, timed_s)]
+                next_fit = step + max(1, min(REFIT_STEPS, (total - step) // 4))
                 if info.is_main:
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s measured over "
                           f"{CALIBRATION_STEPS} steps -> {total} steps", flush=True)
-            elif refit is not None and step == refit[0]:
-                # the total again, from every step since the first fit, until half of the run is done: the
-                # first steps run slower while caches and workers warm up (or while something else holds the
-                # CPU), which would end the run early; the cosine moves a little with each fit
-                step_s = mean_over_ranks((timed_s - refit[4]) / (step - refit[3]), device)
+            elif next_fit is not None and step == next_fit:
+                # the total again, until the last 2 * REFIT_STEPS steps, from the mean step time over the later
+                # half of the steps since the first fit: the first steps run slower while caches and workers warm
+                # up (or while something else holds the CPU), which would end the run early, and a speed that
+                # drifts later would end it late; half the run so far is thousands of steps, so one slow step
+                # moves nothing. The cosine moves a little with each fit.
+                since = min(fits, key=lambda f: abs(f[0] - (fits[0][0] + step) / 2))
+                step_s = mean_over_ranks((timed_s - since[1]) / (step - since[0]), device)
                 new = max(step + 2, _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes,
                                                cfg, info.world, device))
-                if info.is_main and (refit[1] == refit[3] or abs(new - total) > 0.02 * total):
+                if info.is_main and (len(fits) == 1 or abs(new - total) > 0.02 * total):
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s over the last "
-                          f"{step - refit[3]} steps -> {new} steps", flush=True)
+                          f"{step - since[0]} steps -> {new} steps", flush=True)
                 total = new
-                refit = (step + REFIT_STEPS, step, timed_s, refit[3], refit[4]) \
-                    if step + REFIT_STEPS <= total // 2 else None
+                fits.append((step, timed_s))
+                next_fit = step + REFIT_STEPS if step + 2 * REFIT_STEPS <= total else None
             if cfg.health_every and (step % cfg.health_every == 0 or step == (total or unbounded) - 1):
                 health = {"embedding_std": embedding_std(out.features), "effective_rank": effective_rank(out.features)}
                 metrics.update(health)

@@ -121,6 +121,19 @@ def test_a_bad_train_section_exits_2_before_touching_data(demo_home, tmp_path, c
     assert not (demo_home / "manifests").exists()
 
 
+def test_a_budget_run_shows_its_progress_in_minutes_of_the_budget(demo_home, tmp_path):
+    p = tmp_path / "budget.yaml"
+    p.write_text(TRAIN.replace("  steps: {steps}\n", "  budget_minutes: 0.2\n").format(method="simclr", ckpt=0))
+    assert main(["run", "--home", str(demo_home), "--config", str(p)]) in (0, 3)
+    inst = prepare_instance(Settings.from_env(home=demo_home))
+    (run,) = [r for r in inst.get_runs() if any(
+        "ssl_encoder" in (e.user_message or "") for e in inst.all_logs(r.run_id))]
+    lines = [e.user_message for e in inst.all_logs(run.run_id) if "ssl_encoder: step" in (e.user_message or "")]
+    # a line every tenth of the budget, naming the minutes done of those planned; never "step N/?"
+    assert len(lines) >= 3 and all(" of 0.2 minutes, loss " in t for t in lines), lines
+    assert not any("/?" in t for t in lines)
+
+
 def test_the_launchpad_defaults_are_the_configured_train_section(tmp_path):
     from pipelines.definitions import build_definitions
 

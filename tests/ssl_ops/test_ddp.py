@@ -42,6 +42,7 @@ def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, option
     torch.save(batches, tmp_path / "images.pt")
     cfg = dict(method=method, backbone="resnet18", width=8, image_size=32, batch_size=32, steps=4, warmup_steps=1, lr=0.05,
                optimizer="sgd",  # AdamW turns float rounding in near-zero gradients into lr-sized steps
+               precision="fp32",  # bf16 (auto on a CPU that does it natively) rounds differently per rank
                augment=False, checkpoint_every=2, health_every=2, collapse_std=0.001, workers=0, device="cpu",
                method_options=options)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))

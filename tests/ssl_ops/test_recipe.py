@@ -4,7 +4,7 @@ import pytest
 
 from ssl_ops.train import ConfigError, TrainConfig
 from ssl_ops.train.budget import SAFETY, steps_for_budget
-from ssl_ops.train.recipe import BACKBONE, BATCH, CPU_CROP_SCALE, SIZE_CAP, WIDTH, fit, fitted_size
+from ssl_ops.train.recipe import BACKBONE, BATCH, CPU_CROP_SCALE, LR, OTHER_LR, SIZE_CAP, WIDTH, fit, fitted_size
 
 
 def test_the_image_size_follows_the_median_short_side_rounded_and_capped_by_device():
@@ -29,13 +29,19 @@ def test_fit_settles_only_the_auto_keys_and_says_why():
     assert any("resized to 24 px" in n for n in notes), notes
     small, _ = fit(TrainConfig(), short_sides=[16] * 3, device="cpu")
     assert small.method_options["crop_size"] == 8  # 3/4 of 16 px, a multiple of 8
-    mine, notes = fit(TrainConfig.from_dict({"image_size": 24, "width": 32, "backbone": "resnet50",
+    assert cfg.lr == LR["cpu"] == 4e-3 and any(n.startswith("lr 0.004: AdamW's peak lr for cpu") for n in notes)
+    mine, notes = fit(TrainConfig.from_dict({"image_size": 24, "width": 32, "backbone": "resnet50", "lr": 1e-3,
                                              "batch_size": 64, "method_options": {"temperature": 0.1}}),
                       short_sides=None, device="cpu")
-    assert (mine.image_size, mine.width, mine.backbone, mine.batch_size, notes) == (24, 32, "resnet50", 64, [])
+    assert (mine.image_size, mine.width, mine.backbone, mine.batch_size, mine.lr, notes) == (
+        24, 32, "resnet50", 64, 1e-3, [])
     assert mine.method_options == {"temperature": 0.1}  # options given: none added
     gpu, _ = fit(TrainConfig(), short_sides=[500] * 3, device="cuda")
-    assert (gpu.image_size, gpu.width, gpu.backbone, gpu.batch_size) == (224, 64, "resnet18", 256)
+    assert (gpu.image_size, gpu.width, gpu.backbone, gpu.batch_size, gpu.lr) == (224, 64, "resnet18", 256, 2e-3)
+    # the CPU's lr is AdamW's; SGD keeps 2e-3, and LARS, which needs its own, is refused with what to set
+    assert fit(TrainConfig.from_dict({"optimizer": "sgd"}), [32], device="cpu")[0].lr == OTHER_LR
+    with pytest.raises(ConfigError, match="far too small for LARS"):
+        fit(TrainConfig.from_dict({"optimizer": "lars"}), [32], device="cpu")
     assert gpu.method_options == {}  # the paper's crops on a GPU
     mae, notes = fit(TrainConfig.from_dict({"method": "mae"}), short_sides=[64] * 3, device="cpu")
     assert mae.backbone == "vit_tiny" and mae.image_size % mae.patch_size == 0 and "MAE needs a ViT" in notes[0]

@@ -201,7 +201,7 @@ def test_the_encoder_round_trips_and_arbitrary_pickles_are_refused(cifar_shards,
 
 
 def test_bf16_autocast_trains_on_cpu_when_asked(cifar_shards, tmp_path):
-    """precision auto is fp32 on CPU; bf16 may be forced there too (it is the default on GPUs)."""
+    """bf16 may be forced on any CPU (under "auto" only GPUs and CPUs with native bf16 use it)."""
     cfg = TrainConfig.from_dict({**SMALL, "steps": 3, "precision": "bf16", "checkpoint_every": 0})
     res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0), tmp_path)
     assert res.steps == 3 and math.isfinite(res.final_loss)
@@ -415,3 +415,20 @@ def test_training_goes_on_in_train_mode_after_each_probe(cifar_shards, tmp_path,
     train(cfg, ShardSource(urls, 32, 32, workers=0), tmp_path / "m", monitor=lambda backbone, size, device: 0.5,
           callback=record)
     assert modes == [True] * 4
+
+
+def test_auto_precision_is_bf16_on_gpus_and_on_cpus_that_do_it_natively(cifar_shards, monkeypatch, tmp_path,
+                                                                          capsys):
+    from ssl_ops.train import precision
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+        assert precision.use_bf16("auto", cpu) is native and precision.use_bf16("auto", gpu)
+        assert precision.use_bf16("bf16", cpu) and not precision.use_bf16("fp32", cpu)
+        assert not precision.use_bf16("fp32", gpu)
+        # the loop says when "auto" chose bf16 on a CPU, and trains under it to a finite loss
+        cfg = TrainConfig.from_dict({**SMALL, "steps": 2, "checkpoint_every": 0, "workers": 0})
+        res = train(cfg, ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0), tmp_path / f"native-{native}")
+        assert math.isfinite(res.final_loss)
+        assert ("precision bf16: this CPU does bf16 natively" in capsys.readouterr().out) is native
