@@ -243,7 +243,9 @@ def build_ssl_encoder(train_defaults: dict | None = None, orientation_sensitive:
             context.log.warning(f"ssl_encoder: leaving out {s}")
         if not window:
             raise failure("ssl_encoder: no accepted batch has shards to train on; land images and run the "
-                             "ingest_batch job (sslpipe run) first")
+                          "ingest_batch job (sslpipe run) first. A landing folder is taken once it is complete: "
+                          "with a _READY file in it (sslpipe land writes one), or when nothing in it changed for "
+                          "automation.quiet_seconds (60 s by default)")
         try:
             window = verify_window(h, window)
         except ShardDamaged as e:

@@ -35,11 +35,13 @@ PRIMARY_METRICS = ("linear", "knn20", "knn200")
 LINEAR_ONLY_METHODS = ("mae",)
 
 
-# bench/seed_spread.py on the demo's digits, 3 seeds, the default training shortened to 60 steps of batch 64 (a
-# shared 2-core machine, 2026-11-30): linear probe max-min 2.8 points (std 1.4) on the 179 test digits; kNN k=20
-# 9.5, k=200 12.3 (no pair differed "significantly" on linear; 1 and 2 of 3 pairs did on kNN). The margin is
-# the primary metric's: 3 points covers the linear probe's spread; with primary_metric knn20/knn200 raise it.
-SEED_MARGIN = 0.03
+# bench/seed_spread.py, 3 training seeds of the default each, one fixed probe split (2 cores, 2026-11-29/30):
+# - PACS, every 2nd image (3,246 to train on, 525 test images), the no-config default (10 minutes, ResNet-10,
+#   bf16): linear probe max-min 5.0 points (std 2.8; 2 of 3 pairs "significantly" different by the paired
+#   interval alone), kNN k=20 and k=200 2.9 each;
+# - the demo's digits at its full recipe (600 steps, fp32, 179 test digits): linear 1.1, kNN k=20 1.7, k=200 2.2.
+# The margin covers the largest of these, PACS's linear spread.
+SEED_MARGIN = 0.05
 SEED_SPREAD_NOTE = "measured by bench/seed_spread.py"
 VERDICTS = ("improvement", "no clear difference", "regression")
 

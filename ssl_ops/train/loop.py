@@ -13,7 +13,7 @@
   callback (rank 0) and to out_dir/metrics.jsonl; every `health_every` steps the embedding std and effective
   rank of the first view's features are added, and with collapse_std set a collapse stops the run.
 - Under train.budget_minutes the total is not known at the start: the first steps are timed and the total
-  fitted (ssl_ops.train.budget), then fitted again every REFIT_STEPS steps until half of the run is done, so
+  fitted (ssl_ops.train.budget), then fitted again every REFIT_STEPS steps until the last 2 * REFIT_STEPS, so
   the cosine ends when the budget does; it is saved in every checkpoint, so a resumed run keeps it.
 - With a monitor (ssl_ops.train.monitor: kNN on held-out probe-train rows of the eval set), the encoder is
   probed before the first step, every `probe_every` steps (None: 10 times over the run) and after the last;

@@ -74,6 +74,23 @@ def test_a_copy_that_keeps_old_mtimes_is_still_landing(tmp_path):
     assert batch_readiness(d, quiet_seconds=60)[0] is False
 
 
+@pytest.mark.quiet_period
+def test_a_first_run_on_a_batch_still_landing_says_how_a_folder_becomes_complete(tmp_path, capsys):
+    """A user unpacks images and runs at once: the batch is skipped as still landing, and training's error says
+    what makes a folder complete (its _READY file, or the quiet period) instead of only "land images"."""
+    from pipelines.cli import main
+
+    home = tmp_path / "home"
+    eval_set(home)
+    land(home, "b1", ready=False)
+    assert main(["run", "--home", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert "no accepted batch has shards to train on" in err
+    assert f"with a {READY_MARKER} file in it (sslpipe land writes one)" in err
+    assert "automation.quiet_seconds (60 s by default)" in err
+    assert not (home / "manifests" / "b1").exists()  # nothing of the batch was taken
+
+
 def test_ready_in_an_empty_folder_and_a_vanishing_folder_are_answers_not_errors(tmp_path, monkeypatch):
     empty = tmp_path / "landing" / "empty"
     empty.mkdir(parents=True)

@@ -86,7 +86,7 @@ def test_groups_show_the_baselines_the_paired_interval_and_too_small_groups_and_
     assert "too small to judge" in text and "raw pixels" in text and "random init" in text
     assert "worst-group gap: the linear probe's accuracy on all test images minus its accuracy on the group" in flat
     assert "the test rows resampled" in flat and "do not cover training-seed variance" in flat
-    assert "seed margin (3.0 points, measured by bench/seed_spread.py)" in flat and "not recorded" in flat
+    assert "seed margin (5.0 points, measured by bench/seed_spread.py)" in flat and "not recorded" in flat
     assert f": {cmp['deltas']['linear']['verdict']}" in text
     assert "do not cover training-seed variance" in page and "worst-group gap: the linear probe" in page
     assert page.count("too small to judge") == len(g["values"]) + 1

@@ -340,6 +340,33 @@ def test_a_budget_refits_its_total_when_the_first_steps_were_slow(cifar_shards, 
     assert rows[-1]["lr"] == pytest.approx(lr_at(res.steps - 1, res.steps, cfg.lr, cfg.warmup_steps))
 
 
+def test_a_budget_still_ends_on_time_when_the_steps_slow_down_after_half_of_it(cifar_shards, tmp_path, capsys,
+                                                                               monkeypatch):
+    """After 60% of the budget every batch waits 0.15 s more (another process takes the CPU late in the run).
+    The loop refits its total until the last 2 * REFIT_STEPS steps, so the run ends near its budget; a total
+    fixed at halfway would go on at the planned count of fast steps and overrun by more than half. (A run of
+    ~250 steps: fits every 10 steps here, as one of thousands every 40.)"""
+    import ssl_ops.train.loop as loop
+
+    monkeypatch.setattr(loop, "REFIT_STEPS", 10)
+    inner = ShardSource(shard_urls([cifar_shards]), 32, 32, workers=0)
+    budget_s = 18.0
+    t0 = time.perf_counter()
+
+    def slow_end(start_step, n_steps):
+        for batch in inner(start_step, n_steps):
+            if time.perf_counter() - t0 > 0.6 * budget_s:
+                time.sleep(0.15)
+            yield batch
+
+    cfg = TrainConfig.from_dict({**SMALL, "budget_minutes": budget_s / 60, "checkpoint_every": 0, "workers": 0})
+    res = train(cfg, slow_end, tmp_path / "r")
+    wall = time.perf_counter() - t0
+    totals = [int(n) for n in re.findall(r"-> (\d+) steps", capsys.readouterr().out)]
+    assert res.total_steps == res.steps < max(totals), totals  # a late fit cut the total
+    assert wall < 1.2 * budget_s, (wall, totals)
+
+
 def test_the_training_probe_logs_a_curve_on_probe_train_rows_and_keep_best_keeps_the_best(cifar_shards, tmp_path):
     import numpy as np
 
