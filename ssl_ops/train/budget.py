@@ -9,9 +9,8 @@ cosine schedule reaches its end when the budget does. In measured CPU runs the f
 the later speed while another process briefly held the CPU (a total fitted on them alone ended a 4-minute
 budget after 1.8 minutes), a total fitted once on steps 11-50 ended a 15-minute budget after 12.6 minutes
 (later steps ran 13% faster), and one fitted on every step since the first fit, until half of the run, ended it
-after 15.2 minutes (the speed drifted after that). The total is saved in the
-checkpoint, so a resumed run keeps it. What is
-not training but happens within the budget (the probes in step with it) is set aside as `reserve_s`.
+after 15.2 minutes (the speed drifted after that). The total is saved in the checkpoint, so a resumed run keeps
+it. What is not training but happens within the budget (the probes in step with it) is set aside as `reserve_s`.
 bench/time_to_accuracy.py trains through the same loop with train.budget_minutes: one implementation.
 """
 

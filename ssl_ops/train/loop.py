@@ -3,8 +3,9 @@
     result = train(cfg, source, out_dir, callback=lambda step, metrics: print(step, metrics))
 
 - The lr is lr_at(step) (warmup + cosine), set before every step; EMA momenta are functions of the step.
-- bf16 autocast on GPU and on CPUs with native bf16 (precision "auto"), channels_last for ResNets, optional torch.compile, gradient
-  clipping, and a NonFiniteLoss error (on every rank) the first time the loss is not finite.
+- bf16 autocast on GPU and on CPUs with native bf16 (precision "auto"), channels_last for ResNets, optional
+  torch.compile, gradient clipping, and a NonFiniteLoss error (on every rank) the first time the loss is not
+  finite.
 - A checkpoint (out_dir/checkpoint.pt) is written atomically every `checkpoint_every` steps; at each
   checkpoint boundary the data stream and the RNG are re-seeded from (seed, step, rank). A run restarted on
   the same out_dir resumes from the checkpoint and reads the same data from there on: it ends at the same
