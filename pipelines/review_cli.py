@@ -7,8 +7,8 @@
 
 Exit status: 0 done (review: shown, also when there is no candidate); 1 refused because of the registry's state
 (nothing changed; the message says why); 2 bad arguments (unknown model or version, bad reviewer name, empty
-reason, no MLflow store in the home). Argument parsing and printing only: the work is in assets/review.py and
-ssl_ops/review/compare.py.
+reason, no MLflow store in the home). Argument parsing and printing only: the work is in assets/review.py,
+ssl_ops/review/compare.py (the dict) and ssl_ops/review/render.py (its text and HTML).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def _next_commands(a, s, name: str, subject: dict | None, champion: dict | None,
 
 def _review(a: argparse.Namespace) -> int:
     from assets.review import ReviewError, gather
-    from ssl_ops.review.compare import build_comparison, figure_png, render_html, render_text
+    from ssl_ops.review.compare import build_comparison
+    from ssl_ops.review.render import figure_png, render_html, render_text
     from ssl_ops.review.plots import label_fraction_curve
 
     try:

@@ -110,7 +110,8 @@ def test_attributes_the_contract_does_not_declare_are_listed_with_their_shares_a
 
     from ssl_ops.bias.report import NOT_CHECKED
     from ssl_ops.escape import md_code, md_text, terminal
-    from ssl_ops.review.compare import _bias_lines, bias_summary
+    from ssl_ops.review.compare import bias_summary
+    from ssl_ops.review.render import _bias_lines
 
     n = 40
     site = [HOSTILE_VALUES[0]] * 20 + [HOSTILE_VALUES[1]] * 12 + [HOSTILE_VALUES[2]] * 6 + [None] * 2

@@ -1,6 +1,7 @@
-"""ssl_ops.review.compare: the comparison dict `sslpipe review` prints, and its text and HTML renderings, on real
-probe tables (tests/review_data.py) and real bias reports; no MLflow, no Dagster. Every string the data or the
-registry gives is hostile somewhere here: it must come out escaped (terminal / html_text), never raw."""
+"""ssl_ops.review.compare and .render: the comparison dict `sslpipe review` prints, and its text and HTML
+renderings, on real probe tables (tests/review_data.py) and real bias reports; no MLflow, no Dagster. Every string
+the data or the registry gives is hostile somewhere here: it must come out escaped (terminal / html_text), never
+raw."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from review_data import ANSI, HOSTILE_BATCH, IMG, SCRIPT, bias_json, probe_repor
 from ssl_ops.escape import html_text, terminal, visible
 from ssl_ops.probes.stats import paired_bootstrap_ci
 from ssl_ops.review.gate import GateConfig, verdict
-from ssl_ops.review.compare import bias_summary, build_comparison, figure_png, render_html, render_text
+from ssl_ops.review.compare import bias_summary, build_comparison
+from ssl_ops.review.render import figure_png, render_html, render_text
 
 
 @pytest.fixture(scope="module")
