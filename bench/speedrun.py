@@ -38,21 +38,8 @@ What it does
 - Exit status: 0 when the target was reached, 3 when the run ended without reaching it, 2 for a bad command
   line (e.g. --device cuda without a GPU).
 
-Recipe (the default, BYOL with ResNet-18, CIFAR stem, batch 512, LARS): the published ResNet-18 CIFAR-10 runs
-that report ~90% on this kNN protocol train 500-1000 epochs. Lightly's BYOL (kNN k=200, batch 512:
-github.com/philippmwirth/byol) reports 0.85-0.86 after 200 epochs and 0.91 after 800; Lightly's benchmark
-table gives SimCLR 0.889 and SwAV 0.902 at 800 epochs on that protocol; solo-learn's CIFAR-10 BYOL config
-(scripts/pretrain/cifar/byol.yaml: LARS eta 0.02 with clip_lr, lr 1.0 per 256, weight decay 1e-5, warmup 10
-epochs, projector/predictor 4096 -> 256, target momentum 0.99 -> 1, 1000 epochs) reaches 92.6% linear. BYOL
-is the best of these at a given epoch count and does not need a large batch (no negatives). This recipe takes
-solo-learn's: the project's LARS has no clip_lr, so its step is lr x eta = 0.02 of each weight's norm at the
-peak (solo-learn's step whenever the clip does not bind), decaying with the cosine; SimCLR, MoCo v3 and VICReg
-follow their solo-learn CIFAR configs the same way. The project's views are the papers' (no blur at 32 px, as
-solo-learn's CIFAR augmentations). Expect roughly 500-800 epochs to 90%, and somewhat more than published on
-this copy of CIFAR-10 (JPEG at quality ~75: ../shared/datasets/README.md). None of this is measured yet (no GPU
-was lent when this was written); at an assumed 2-3 s per epoch on an H200 it is 20-40 minutes, hence the
-45-minute default budget. If 90% is missed, the curve says whether to train longer (--budget-minutes, or
---epochs for a fixed schedule) or to change the recipe (--method, --lr, --eta, --batch).
+Recipe (by default BYOL, ResNet-18 with a CIFAR stem, batch 512, LARS): bench/speedrun_recipes.py says where
+each method's recipe comes from and how many epochs to expect.
 
 Elsewhere than beside ../shared/datasets: --cifar DIR names a folder holding CIFAR-10's train.zip and test.zip
 (the layout of ../shared/datasets/cifar10-jpg); shards are written under --work.
@@ -61,37 +48,20 @@ Elsewhere than beside ../shared/datasets: --cifar DIR names a folder holding CIF
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
-import queue
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.speedrun_data import IMAGE_SIZE, Resident, Streamed, load_train, resolve_device  # noqa: E402
+from bench.speedrun_recipes import OPTIMIZER_LR, RECIPES  # noqa: E402
+
 EXIT_MISSED = 3
-IMAGE_SIZE = 32
 NUM_CLASSES = 10
-
-# Per method: optimiser, peak lr, LARS eta, weight decay, warmup (epochs), method options. From solo-learn's
-# CIFAR configs (see the docstring); the peak LARS step is lr x eta = 0.02 of a weight's norm.
-RECIPES = {
-    "byol": dict(optimizer="lars", lr=1.0, eta=0.02, weight_decay=1e-5, warmup_epochs=10,
-                 options={"hidden_dim": 4096, "proj_dim": 256, "momentum": 0.99}),
-    "simclr": dict(optimizer="lars", lr=1.0, eta=0.02, weight_decay=1e-4, warmup_epochs=10,
-                   options={"hidden_dim": 2048, "proj_dim": 256, "temperature": 0.2}),
-    "mocov3": dict(optimizer="lars", lr=1.0, eta=0.02, weight_decay=1e-6, warmup_epochs=10,
-                   options={"hidden_dim": 4096, "proj_dim": 256, "temperature": 0.2, "momentum": 0.99}),
-    "vicreg": dict(optimizer="lars", lr=1.0, eta=0.02, weight_decay=1e-4, warmup_epochs=10,
-                   options={"hidden_dim": 2048, "proj_dim": 2048, "crop_scale": [0.2, 1.0]}),
-}
-# Peak lr when --optimizer overrides the recipe's and --lr is not given.
-OPTIMIZER_LR = {"lars": 1.0, "adamw": 2e-3, "sgd": 0.06}
-
 
 def parse_every(text: str) -> tuple[str, float]:
     """'10' -> ('epochs', 10.0); '60s' -> ('seconds', 60.0); '0' -> only at the end."""
@@ -146,148 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--work", type=Path, default=Path(".bench/cifar"), help="shard cache")
     ap.add_argument("--json", default=None, help="write the figures as JSON to this path ('-': stdout only)")
     return ap
-
-
-def resolve_device(ap: argparse.ArgumentParser, name: str):
-    import torch
-
-    # An explicit index (torch.cuda.set_device refuses a bare "cuda"), without initialising CUDA before the decode
-    # processes are forked.
-    if name == "auto":
-        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            why = ("this torch is a CPU-only build" if torch.version.cuda is None
-                   else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?)")
-            ap.error(f"--device {name}: {why} (torch {torch.__version__}); use --device auto or cpu")
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            ap.error(f"--device {name!r}: choose auto, cuda, cuda:N or cpu")
-        if dev.index is None:
-            return torch.device("cuda", 0)
-        if dev.index >= torch.cuda.device_count():
-            ap.error(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
-        return dev
-    if name == "cpu":
-        return torch.device("cpu")
-    ap.error(f"--device {name!r}: choose auto, cuda, cuda:N or cpu")
-
-
-def decode_shard(job: tuple[str, int | None]):
-    """One shard -> (uint8 [n, 3, 32, 32] array, class folder names), read and counted against its index."""
-    import numpy as np
-
-    from ssl_ops.data.loader import IMAGE_KEYS, decode_image, read_shard_samples
-    from ssl_ops.shards.verify import ShardDamaged
-
-    url, expected = job
-    images, classes = [], []
-    for s in read_shard_samples(url, expected):
-        key = next((k for k in IMAGE_KEYS if k in s), None)
-        if key is None or "json" not in s:
-            raise ShardDamaged(f"shard {url}: sample {s['__key__']} lacks an image or its .json")
-        images.append(decode_image(s[key], IMAGE_SIZE).numpy())
-        classes.append(Path(json.loads(s["json"])["path"]).parent.name)
-    return np.stack(images), classes
-
-
-def load_train(index: Path, workers: int):
-    """-> (uint8 tensor [N, 3, 32, 32], class names per sample, entries); shards checked, decoded in parallel."""
-    import numpy as np
-    import torch
-
-    from ssl_ops.data.loader import shard_entries
-    from ssl_ops.shards.verify import require_intact
-
-    require_intact([index])
-    entries = shard_entries([index])
-    jobs = [(u, n) for u, n in entries]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-            parts = list(pool.map(decode_shard, jobs))
-    else:
-        parts = [decode_shard(j) for j in jobs]
-    x = torch.from_numpy(np.concatenate([p[0] for p in parts]))
-    names = [c for p in parts for c in p[1]]
-    return x, names, entries
-
-
-class Resident:
-    """Batches gathered on the device from the whole decoded set, a fresh permutation per epoch (the last
-    partial batch of an epoch is dropped, so shapes stay fixed for torch.compile)."""
-
-    def __init__(self, images, batch: int, seed: int):
-        import torch
-
-        self.x, self.batch = images, batch
-        self.gen = torch.Generator(device=images.device).manual_seed(seed)
-
-    def __iter__(self):
-        import torch
-
-        n = self.x.shape[0]
-        while True:
-            perm = torch.randperm(n, device=self.x.device, generator=self.gen)
-            for i in range(n // self.batch):
-                yield self.x[perm[i * self.batch:(i + 1) * self.batch]]
-
-    def close(self):
-        pass
-
-
-class Streamed:
-    """The project's shard loader (resampled WebDataset, DataLoader workers decoding to uint8), each batch
-    pinned by a prefetch thread and copied to the device without blocking."""
-
-    def __init__(self, entries, batch: int, workers: int, seed: int, device, prefetch: int = 6):
-        from ssl_ops.train import ShardSource
-
-        source = ShardSource([u for u, _ in entries], IMAGE_SIZE, batch, workers, seed, expected=dict(entries))
-        self.device, self.pin = device, device.type == "cuda"
-        self.it = iter(source(0, 10 ** 9))
-        # The first batch is taken here, so that the DataLoader forks its workers from this (the main) thread: a
-        # fork from the prefetch thread, while the main thread trains, can copy a held lock into the workers.
-        self.first = next(self.it)
-        self.q: queue.Queue = queue.Queue(maxsize=prefetch)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._fill, daemon=True)
-        self.thread.start()
-
-    def _fill(self):
-        try:
-            for b in itertools.chain([self.first], self.it):
-                if self.pin:
-                    b = b.pin_memory()
-                while not self.stop.is_set():
-                    try:
-                        self.q.put(b, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if self.stop.is_set():
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the training thread
-            self.q.put(e)
-
-    def __iter__(self):
-        while True:
-            b = self.q.get()
-            if isinstance(b, BaseException):
-                raise b
-            yield b.to(self.device, non_blocking=True)
-
-    def close(self):
-        self.stop.set()
-        while not self.q.empty():
-            self.q.get_nowait()
-        self.thread.join(timeout=30)
-        if not self.thread.is_alive():  # (a generator cannot be closed while the thread is inside it)
-            self.it.close()  # shuts the DataLoader's workers down
 
 
 def strict_json(x):

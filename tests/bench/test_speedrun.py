@@ -134,7 +134,7 @@ def test_the_resident_set_holds_the_shards_images_with_their_classes(tmp_path):
     need_shared("cifar10-jpg", "train.zip")
     sys.path.insert(0, str(ROOT))
     from bench.cifar_data import labelled, train_shards
-    from bench.speedrun import load_train
+    from bench.speedrun_data import load_train
 
     x, names, entries = load_train(train_shards(tmp_path, every=50), workers=2)
     xz, yz = labelled("train", every=50)
