@@ -181,6 +181,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
     step, losses, health = start, [], {}
     next_fit = None  # under a budget: the step at which the total is fitted again
     fits = []  # ... (step, timed seconds) at each fit so far: a fit times the steps since one of them
+    shown = None  # ... the total last printed: a refit prints when it moved more than 2% from that
     timed_images = timed_views = 0
     timed_s = wait_s = 0.0
     method.train()
@@ -243,7 +244,7 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 total = _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes, cfg,
                                    info.world, device)
                 # the next fit after REFIT_STEPS more steps, or a quarter of those planned when fewer remain
-                fits = [(step, timed_s)]
+                fits, shown = [(step, timed_s)], total
                 next_fit = step + max(1, min(REFIT_STEPS, (total - step) // 4))
                 if info.is_main:
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s measured over "
@@ -258,9 +259,10 @@ def train(cfg: TrainConfig, source: BatchSource, out_dir: Path, num_samples: int
                 step_s = mean_over_ranks((timed_s - since[1]) / (step - since[0]), device)
                 new = max(step + 2, _fit_total(budget_s, time.perf_counter() - t_start, step + 1, step_s, probes,
                                                cfg, info.world, device))
-                if info.is_main and (len(fits) == 1 or abs(new - total) > 0.02 * total):
+                if info.is_main and (len(fits) == 1 or abs(new - shown) > 0.02 * shown):
                     print(f"budget {cfg.budget_minutes:g} min: {1 / step_s:.2f} steps/s over the last "
                           f"{step - since[0]} steps -> {new} steps", flush=True)
+                    shown = new
                 total = new
                 fits.append((step, timed_s))
                 next_fit = step + REFIT_STEPS if step + 2 * REFIT_STEPS <= total else None
@@ -349,7 +351,12 @@ class _Probes:
         if total is None:
             return False
         every = self.cfg.probe_every or max(1, math.ceil(total / PROBES_WHEN_AUTO))
-        return step % every == 0
+        if step % every:
+            return False
+        # a budget refit can move `every` (and its multiples) by a step or two: not a second probe a few steps
+        # after the last one
+        last = max((r["step"] for r in self.rows if r["step"] < step), default=None)
+        return last is None or step - last >= every // 2
 
     def maybe(self, step: int, total: int | None) -> bool:
         """Probe the encoder after `step` steps if one is due there (and not already logged). -> probed."""

@@ -88,3 +88,17 @@ def test_a_budget_still_ends_on_time_when_the_steps_slow_down_after_half_of_it(c
     totals = [int(n) for n in re.findall(r"-> (\d+) steps", capsys.readouterr().out)]
     assert res.total_steps == res.steps < max(totals), totals  # a late fit cut the total
     assert wall < 1.2 * budget_s, (wall, totals)
+
+
+def test_a_refit_that_moves_the_probe_interval_does_not_probe_twice_a_few_steps_apart(tmp_path):
+    """Probes come every ceil(total / 10) steps; a refit from 3,610 to 3,620 steps moves that from 361 to 362, and
+    8 x 362 = 2,896 is 8 steps after the probe at 8 x 361 = 2,888. That one is skipped; the next and the last are
+    not."""
+    from ssl_ops.train.loop import _Probes
+
+    probes = _Probes(lambda *a: 0.5, TrainConfig(probe_every=None), tmp_path, None, "cpu", None)
+    probes.rows = [{"step": k * 361, "knn20": 0.5, "seconds": 1.0} for k in range(9)]  # 0, 361, ..., 2,888
+    assert probes.due(2888 + 361, 3610)
+    assert not probes.due(2896, 3620)
+    assert probes.due(9 * 362, 3620) and probes.due(3620, 3620)
+    assert not probes.due(3000, 3620)  # not a multiple
