@@ -245,7 +245,8 @@ def build_ssl_encoder(train_defaults: dict | None = None, orientation_sensitive:
             raise failure("ssl_encoder: no accepted batch has shards to train on; land images and run the "
                           "ingest_batch job (sslpipe run) first. A landing folder is taken once it is complete: "
                           "with a _READY file in it (sslpipe land writes one), or when nothing in it changed for "
-                          "automation.quiet_seconds (60 s by default)")
+                          "automation.quiet_seconds of the settings (the run's 'skipping landing/...' line gives "
+                          "its value)")
         try:
             window = verify_window(h, window)
         except ShardDamaged as e:

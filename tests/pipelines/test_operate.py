@@ -84,10 +84,12 @@ def test_a_first_run_on_a_batch_still_landing_says_how_a_folder_becomes_complete
     eval_set(home)
     land(home, "b1", ready=False)
     assert main(["run", "--home", str(home)]) == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "no accepted batch has shards to train on" in err
     assert f"with a {READY_MARKER} file in it (sslpipe land writes one)" in err
-    assert "automation.quiet_seconds (60 s by default)" in err
+    assert "automation.quiet_seconds of the settings" in err
+    assert "60 s by default" not in err  # the value in force is on the skip line, not a fixed default
+    assert "skipping landing/b1: still landing" in out and "it is taken once nothing in it changed for 60s" in out
     assert not (home / "manifests" / "b1").exists()  # nothing of the batch was taken
 
 
