@@ -1,7 +1,7 @@
 """How often does a pHash match (within the contract's bits) join two different pictures, and does the pixel
 confirmation (ssl_ops.pixel_match) tell them apart from true near copies?
 
-    PYTHONPATH=. python bench/phash_confirm.py --out /tmp/phash-bench [--bits 4] [--threshold 16]
+    .venv/bin/python bench/phash_confirm.py --out /tmp/phash-bench [--bits 4] [--threshold 16]
 
 (a) CIFAR-10 (../shared/datasets/cifar10-jpg): every test image against every train image, pairs within
     `--bits`; how many pairs, how many the pixel measure confirms, the distribution of mean pixel
@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from bench.datasets import CIFAR, PACS, need
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.* as printed: python bench/phash_confirm.py
+
+from bench.datasets import CIFAR, PACS, need  # noqa: E402
 from data_contracts.contract import MAX_PIXEL_DIFFERENCE, MIN_CORRELATION
 from ssl_ops.ingest.probe import THUMB, ImageLimits, gray_array, probe_image
 from ssl_ops.phash import hamming, hashable, near_pairs, phash64

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the pipeline's default)")
     ap.add_argument("--train", default="{}", help="JSON over the pipeline's default training, e.g. '{\"width\": 8}'")
     ap.add_argument("--probe-seed", type=int, default=0, help="the probe split's seed (fixed for every training seed)")
-    ap.add_argument("--draws", type=int, default=1, help="draws per label fraction below 100%")
+    ap.add_argument("--draws", type=int, default=1, help="draws per label fraction below 100%%")
     ap.add_argument("--work", type=Path, default=ROOT / ".bench" / "seed-spread")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
