@@ -3,9 +3,27 @@
 import os
 from pathlib import Path
 
-import pytest
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: one torch (OpenMP) thread each, and in the processes they start, not two each
+    # fighting over the cores. Set before torch is first imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from imagefiles import bomb_png, cmyk_jpeg, jpeg_bytes, png_bytes, write
+import pytest  # noqa: E402
+
+from imagefiles import bomb_png, cmyk_jpeg, jpeg_bytes, png_bytes, write  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml). Each test file is one
+    group, run whole on one worker, so its module fixtures (a demo trained at the shipped default, a real daemon) are
+    built once. tests/production is one group: its tests share one set of services, and some stop the MLflow server."""
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(TESTS)
+        group = "production" if rel.parts[0] == "production" else rel.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)

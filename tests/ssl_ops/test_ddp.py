@@ -31,16 +31,18 @@ def real_batches(cifar_shards, steps, batch):
     return torch.stack(list(loader))
 
 
-@pytest.mark.parametrize("method,options", [
-    ("simclr", {"hidden_dim": 64, "proj_dim": 32}),  # negatives gathered across ranks
-    ("vicreg", {"hidden_dim": 64, "proj_dim": 32}),  # statistics over the gathered batch
-    ("byol", {"hidden_dim": 64, "proj_dim": 32, "momentum": 0.9}),  # EMA target with its own synced BN
-    ("dino", {"hidden_dim": 64, "out_dim": 64, "bottleneck_dim": 32, "momentum": 0.9}),  # all-reduced centre
+@pytest.mark.parametrize("method,options,lr", [
+    ("simclr", {"hidden_dim": 64, "proj_dim": 32}, 0.05),  # negatives gathered across ranks
+    ("vicreg", {"hidden_dim": 64, "proj_dim": 32}, 0.05),  # statistics over the gathered batch
+    ("byol", {"hidden_dim": 64, "proj_dim": 32, "momentum": 0.9}, 0.05),  # EMA target with its own synced BN
+    # all-reduced centre; DINO's first steps move the backbone little: a larger lr, so that 4 steps move it well
+    # beyond float rounding
+    ("dino", {"hidden_dim": 64, "out_dim": 64, "bottleneck_dim": 32, "momentum": 0.9}, 0.5),
 ])
-def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, options, cifar_shards, tmp_path):
+def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, options, lr, cifar_shards, tmp_path):
     batches = real_batches(cifar_shards, steps=4, batch=32)
     torch.save(batches, tmp_path / "images.pt")
-    cfg = dict(method=method, backbone="resnet18", width=8, image_size=32, batch_size=32, steps=4, warmup_steps=1, lr=0.05,
+    cfg = dict(method=method, backbone="resnet18", width=8, image_size=32, batch_size=32, steps=4, warmup_steps=1, lr=lr,
                optimizer="sgd",  # AdamW turns float rounding in near-zero gradients into lr-sized steps
                precision="fp32",  # bf16 (auto on a CPU that does it natively) rounds differently per rank
                augment=False, checkpoint_every=2, health_every=2, collapse_std=0.001, workers=0, device="cpu",
@@ -56,7 +58,9 @@ def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(method, option
     def curve(d):
         return [json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines()]
 
-    assert curve(tmp_path / "two") == pytest.approx(curve(tmp_path / "one"), rel=1e-4)
+    # float sums in another order (gathered across ranks, or another thread count in this process: one under
+    # pytest-xdist) move DINO's small late losses (~0.08) by up to 1.6e-5: relative 1e-4, or 5e-5 absolute
+    assert curve(tmp_path / "two") == pytest.approx(curve(tmp_path / "one"), rel=1e-4, abs=5e-5)
     a, _ = load_encoder(tmp_path / "one" / "encoder.pt")
     b, _ = load_encoder(tmp_path / "two" / "encoder.pt")
     torch.manual_seed(0)
