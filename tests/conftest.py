@@ -13,17 +13,42 @@ import pytest  # noqa: E402
 from imagefiles import bomb_png, cmyk_jpeg, jpeg_bytes, png_bytes, write  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
+# The files that take longest (CI's --durations: a real daemon, all of CIFAR-10, the demo at its shipped default,
+# the production services), started first so that no worker is left with one of them at the end.
+LONG_FIRST = ("pipelines/test_daemon.py", "pipelines/test_real_data.py", "production/",
+              "assets/test_registered_model.py", "assets/test_ssl_encoder.py")
 
 
-@pytest.hookimpl(tryfirst=True)
+def _scope(nodeid: str) -> str:
+    """The unit one worker runs whole: a test file (its module fixtures built once), or all of tests/production
+    (its tests share one set of services, and some stop the MLflow server)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/production" if path.startswith("tests/production/") else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """The suite runs on two pytest-xdist workers (`-n 2 --dist loadscope` in pyproject.toml), each taking the
+    scopes of `_scope` whole, in collection order. (xdist's `loadgroup` does not group under pytest 9: it renames
+    node ids through an attribute pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrServices(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return FileOrServices(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml). Each test file is one
-    group, run whole on one worker, so its module fixtures (a demo trained at the shipped default, a real daemon) are
-    built once. tests/production is one group: its tests share one set of services, and some stop the MLflow server."""
-    for item in items:
-        rel = Path(str(item.path)).resolve().relative_to(TESTS)
-        group = "production" if rel.parts[0] == "production" else rel.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+    """LONG_FIRST's files first, each file's tests in their own order."""
+    def rank(item) -> int:
+        rel = Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
+        return next((i for i, p in enumerate(LONG_FIRST) if rel.startswith(p)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable
 
 
 @pytest.fixture(autouse=True)
