@@ -325,9 +325,10 @@ def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, 
                      f"{len(window)} batch(es) ({', '.join(names)}), {length} of {cfg.batch_size}; MLflow run "
                      f"{run.run_id}")
     every = max(1, (total or 100) // 10)  # a progress line every tenth of the steps, or of the budget's minutes
-    started, last_line = time.monotonic(), [-1e9]
+    started, last_line = time.monotonic(), -1e9
 
     def on_step(step: int, metrics: dict) -> None:
+        nonlocal last_line
         run.log_metrics(metrics, step)
         if "probe_knn20" in metrics:
             context.log.info(f"ssl_encoder: probe after {step} steps: kNN k=20 {metrics['probe_knn20']:.4f} on "
@@ -336,9 +337,9 @@ def _train_and_log(context, cfg: TrainConfig, window: list[dict], samples: int, 
         line = f"loss {metrics['loss']:.4f} lr {metrics['lr']:.3g} {metrics['images_per_s']:.0f} images/s"
         if total is not None and (step % every == 0 or step == total - 1):
             context.log.info(f"ssl_encoder: step {step + 1}/{total} {line}")
-        elif total is None and time.monotonic() - last_line[0] >= cfg.budget_minutes * 6:
-            last_line[0] = time.monotonic()
-            context.log.info(f"ssl_encoder: step {step + 1}, {(last_line[0] - started) / 60:.1f} of "
+        elif total is None and time.monotonic() - last_line >= cfg.budget_minutes * 6:
+            last_line = time.monotonic()
+            context.log.info(f"ssl_encoder: step {step + 1}, {(last_line - started) / 60:.1f} of "
                              f"{cfg.budget_minutes:g} minutes, {line}")
 
     res = trainer.train(context, cfg, window, samples, out, on_step, monitor=monitor)

@@ -14,8 +14,8 @@
   beat fewer of a deeper one within a budget, ResNet-18 on a GPU; a ViT (vit_tiny) for MAE.
 - batch_size (None = auto): 128 on a CPU (faster per image there than 256), 256 on a GPU.
 - lr (None = auto): AdamW's peak 4e-3 on a CPU, where a budget allows few epochs (bench/time_to_accuracy.py:
-  CIFAR-10 in 15 minutes, kNN 60.9% at 4e-3 against 59.7% and 60.2% at 2e-3), 2e-3 on a GPU; 2e-3 for the
-  other optimizers (LARS needs its own, set by hand).
+  CIFAR-10 in 15 minutes, kNN 60.9% and 60.5% at 4e-3 against 59.7% and 60.2% at 2e-3), 2e-3 on a GPU; 2e-3
+  for the other optimizers (LARS needs its own, set by hand).
 - views: on a CPU the two-view methods crop 0.2-1 of the image area instead of their papers' 0.08-1, and
   resize the crops to 3/4 of image_size (24 px for 32 px images; the encoder pools globally, so it still
   takes image_size in the probes and after training): a CPU's budget allows few epochs, and smaller,
